@@ -1,0 +1,40 @@
+"""The exceptions featreport raises for problems a user can fix.
+
+Every class derives from :class:`click.ClickException`, so the command line prints
+``Error: <message>`` and exits non-zero without a traceback. Each message names the
+bad input and says what to do about it.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+class FeatreportError(click.ClickException):
+    """Base class of every expected featreport failure."""
+
+    exit_code = 2
+
+
+class ModelError(FeatreportError):
+    """The model spec cannot be resolved, or the model cannot be used."""
+
+
+class WeightsError(FeatreportError):
+    """The weights cannot be fetched, read or loaded into the model."""
+
+
+class ImagesError(FeatreportError):
+    """The image folder is missing, empty, or holds no readable image."""
+
+
+class LabelsError(FeatreportError):
+    """The class names or labels file cannot be read."""
+
+
+class OutputError(FeatreportError):
+    """The output folder cannot be written or would overwrite something that is not ours."""
+
+
+class InferenceError(FeatreportError):
+    """The model's forward pass failed on an image batch."""

@@ -1,0 +1,54 @@
+"""Render page models to HTML with Jinja2.
+
+Autoescaping is on for every template, and undefined names fail loudly, so a typo in a
+template breaks the build instead of leaving a blank on the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+
+def templates_dir() -> Path:
+    """Find the templates: inside the installed package (wheel), else beside it (source)."""
+    packaged = Path(str(resources.files("reportgen"))) / "templates"
+    if packaged.is_dir():
+        return packaged
+    source = Path(__file__).resolve().parent.parent / "templates"
+    if source.is_dir():
+        return source
+    raise FileNotFoundError(f"featreport's templates are missing (looked in {packaged} and {source})")
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def stylesheet() -> str:
+    return (templates_dir() / "style.css").read_text(encoding="utf-8")
+
+
+def render_page(page: object) -> str:
+    """Render one page of a multi-page site."""
+    return environment().get_template("page.html").render(page=page)
+
+
+def render_single(pages: Sequence[object], title: str, css: str) -> str:
+    """Render every page as a section of one self-contained document."""
+    # The stylesheet is featreport's own packaged file, never user text: trusted, unescaped.
+    trusted_css = Markup(css)
+    return environment().get_template("single.html").render(pages=pages, title=title, css=trusted_css)

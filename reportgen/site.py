@@ -1,0 +1,96 @@
+"""Write the site: into a temporary folder beside ``--out``, moved into place when complete.
+
+An interrupted or failed build leaves the previous site as it was and removes its
+temporary folder. An existing ``--out`` is replaced only when it carries featreport's
+marker file (or is empty); anything else is refused untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from . import urls
+from .errors import OutputError
+
+MARKER_TEXT = "This folder was written by featreport and is replaced by its next build.\n"
+
+
+def check_output(out: Path) -> None:
+    """Refuse an ``--out`` that exists and is not a previous featreport site."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OutputError(f"--out {out} exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / urls.MARKER).is_file():
+        raise OutputError(
+            f"--out {out} already holds files that featreport did not write (no {urls.MARKER} "
+            "marker); it was left untouched. Choose a new or empty folder"
+        )
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise OutputError(f"the folder {parent} that should hold --out does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write in {parent}; choose an --out in a folder you can write to")
+
+
+class SiteWriter:
+    """Collect a site's files in a temporary folder and publish them to ``out`` at the end."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out.absolute()
+        self.root: Path | None = None
+        self.written: list[str] = []
+
+    def __enter__(self) -> SiteWriter:
+        check_output(self.out)
+        try:
+            self.root = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
+        except OSError as exc:
+            raise OutputError(f"cannot create a temporary folder beside --out {self.out}: {exc}") from None
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.root is not None and self.root.exists():
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def _target(self, rel: str) -> Path:
+        assert self.root is not None, "SiteWriter used outside its with-block"
+        target = (self.root / rel).resolve()
+        if not target.is_relative_to(self.root.resolve()) or rel.startswith("/"):
+            raise OutputError(f"refusing to write {rel!r} outside the output folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.written.append(rel)
+        return target
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        self._target(rel).write_bytes(data)
+
+    def write_text(self, rel: str, text: str) -> None:
+        self._target(rel).write_bytes(text.encode("utf-8"))
+
+    def publish(self) -> Path:
+        """Move the finished site into place, replacing a previous featreport site."""
+        assert self.root is not None
+        self.write_text(urls.MARKER, MARKER_TEXT)
+        self.write_text(".nojekyll", "")
+        check_output(self.out)
+        try:
+            os.chmod(self.root, 0o755)
+            if self.out.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.old-", dir=self.out.parent))
+                os.replace(self.out, old / "site")
+                os.replace(self.root, self.out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(self.root, self.out)
+        except OSError as exc:
+            raise OutputError(f"cannot move the finished site into {self.out}: {exc}") from None
+        self.root = None
+        return self.out

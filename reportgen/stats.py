@@ -1,0 +1,232 @@
+"""Statistics: per-channel activations reduced batch by batch, filters, and accuracy.
+
+Definitions (also stated in the report):
+
+* A channel is **dead** when its output is constant over every image and position:
+  ``max - min <= DEAD_RANGE * max(1, |max|, |min|)``. Such a channel carries no
+  information, whatever layer follows. Statistics are of the conv's own output, before
+  any batch norm or ReLU.
+* A filter is **dead** when its weight L2 norm is at most ``DEAD_FILTER_RATIO`` times
+  the median norm of its layer (or exactly zero).
+* Two filters are **near-duplicates** when the cosine similarity of their flattened
+  weights exceeds ``DUPLICATE_COSINE``. Filters with fewer than ``MIN_DUPLICATE_WEIGHTS``
+  weights are not compared: short vectors are alike by chance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+DEAD_RANGE = 1e-6
+DEAD_FILTER_RATIO = 1e-3
+DUPLICATE_COSINE = 0.99
+MIN_DUPLICATE_WEIGHTS = 4
+
+DEFINITIONS = {
+    "dead_channel": (
+        "a channel whose output is constant over every image and position (range at most "
+        f"{DEAD_RANGE:g} of its magnitude); it carries no information to later layers"
+    ),
+    "dead_filter": (
+        f"a filter whose weight L2 norm is at most {DEAD_FILTER_RATIO:g} × the median norm "
+        "of its layer"
+    ),
+    "duplicate_filters": (
+        f"two filters whose flattened weights have cosine similarity above {DUPLICATE_COSINE:g}"
+    ),
+    "depth": "the order in which the forward pass first calls the conv layer",
+    "statistics": "computed on the conv layer's own output, before any batch norm or ReLU",
+}
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One layer's activation statistics over the whole image set."""
+
+    output_shape: tuple[int, ...]  # (C, H, W) for one image
+    channel_mean: tuple[float, ...]
+    channel_max: tuple[float, ...]
+    channel_std: tuple[float, ...]
+    activation_min: float
+    activation_max: float
+    dead_channels: tuple[int, ...]
+    strongest_channels: tuple[int, ...]
+
+
+class ChannelAccumulator:
+    """Reduce conv outputs to per-channel statistics, one batch at a time.
+
+    Means and variances of batches are merged with Chan et al.'s parallel formula in
+    float64, so the result does not depend on how the images were batched.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.shape: tuple[int, ...] | None = None
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
+        self.max: torch.Tensor | None = None
+        self.min: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, output: torch.Tensor) -> None:
+        x = output.float()
+        dims = (0, *range(2, x.dim()))
+        n = x.numel() // x.shape[1]
+        var, mean = torch.var_mean(x, dim=dims, correction=0)
+        bmax, bmin = x.amax(dim=dims), x.amin(dim=dims)
+        mean, m2 = mean.double(), var.double() * n
+        if self.mean is None:
+            self.shape = tuple(int(s) for s in x.shape[1:])
+            self.count, self.mean, self.m2, self.max, self.min = n, mean, m2, bmax, bmin
+            return
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta.square() * (self.count * n / total)
+        self.max = torch.maximum(self.max, bmax)
+        self.min = torch.minimum(self.min, bmin)
+        self.count = total
+
+    def finish(self, strongest: int) -> LayerStats:
+        """Return the statistics; ``strongest`` is how many top-mean channels to name."""
+        if self.mean is None or self.shape is None:
+            raise RuntimeError("no batch was recorded for this layer")
+        mean = self.mean.cpu()
+        std = (self.m2.cpu() / self.count).clamp_min(0).sqrt()
+        cmax, cmin = self.max.double().cpu(), self.min.double().cpu()
+        scale = torch.maximum(torch.ones_like(cmax), torch.maximum(cmax.abs(), cmin.abs()))
+        dead = torch.nonzero((cmax - cmin) <= DEAD_RANGE * scale).flatten().tolist()
+        order = sorted(range(len(mean)), key=lambda c: (-float(mean[c]), c))
+        alive = [c for c in order if c not in set(dead)]
+        return LayerStats(
+            output_shape=self.shape,
+            channel_mean=tuple(float(v) for v in mean),
+            channel_max=tuple(float(v) for v in cmax),
+            channel_std=tuple(float(v) for v in std),
+            activation_min=float(cmin.min()),
+            activation_max=float(cmax.max()),
+            dead_channels=tuple(dead),
+            strongest_channels=tuple(alive[:strongest]),
+        )
+
+
+@dataclass(frozen=True)
+class FilterStats:
+    """One layer's filters: norms, dead ones and near-duplicate pairs."""
+
+    norms: tuple[float, ...]
+    dead: tuple[int, ...]
+    duplicates: tuple[tuple[int, int, float], ...]  # (i, j, cosine) with i < j
+    compared: bool  # False when filters are too small to compare
+
+
+def output_filters(module: nn.Module) -> torch.Tensor:
+    """Return the weights as ``[out_channels, in_channels/groups, kh, kw]`` for any conv."""
+    weight = module.weight.detach()
+    if not isinstance(module, nn.ConvTranspose2d):
+        return weight
+    groups = module.groups
+    cin, cout_g, *kernel = weight.shape
+    w = weight.reshape(groups, cin // groups, cout_g, *kernel).transpose(1, 2)
+    return w.reshape(groups * cout_g, cin // groups, *kernel)
+
+
+@torch.no_grad()
+def filter_stats(module: nn.Module) -> FilterStats:
+    weights = output_filters(module).float().flatten(1)
+    norms = torch.linalg.vector_norm(weights, dim=1).cpu()
+    median = float(norms.median()) if len(norms) else 0.0
+    dead_mask = norms <= max(median * DEAD_FILTER_RATIO, 0.0)
+    dead = torch.nonzero(dead_mask).flatten().tolist()
+    duplicates: list[tuple[int, int, float]] = []
+    compared = weights.shape[1] >= MIN_DUPLICATE_WEIGHTS
+    if compared:
+        alive = torch.nonzero(~dead_mask).flatten()
+        unit = weights[alive.to(weights.device)]
+        unit = unit / torch.linalg.vector_norm(unit, dim=1, keepdim=True)
+        cosine = (unit @ unit.T).triu(diagonal=1).cpu()
+        for a, b in torch.nonzero(cosine > DUPLICATE_COSINE).tolist():
+            duplicates.append((int(alive[a]), int(alive[b]), round(float(cosine[a, b]), 6)))
+    return FilterStats(
+        norms=tuple(float(n) for n in norms),
+        dead=tuple(dead),
+        duplicates=tuple(sorted(duplicates)),
+        compared=compared,
+    )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one image."""
+
+    top: tuple[tuple[int, float], ...]  # (class index, probability), best first, up to 5
+    label: int | None
+
+    @property
+    def predicted(self) -> int:
+        return self.top[0][0]
+
+    @property
+    def confidence(self) -> float:
+        return self.top[0][1]
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.label is None else self.predicted == self.label
+
+    @property
+    def in_top5(self) -> bool | None:
+        return None if self.label is None else any(c == self.label for c, _ in self.top)
+
+
+@dataclass(frozen=True)
+class ClassAccuracy:
+    index: int
+    images: int
+    top1: float
+    top5: float
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Top-1 and top-5 accuracy over the labeled images, overall and per true class."""
+
+    labeled: int
+    top1: float | None
+    top5: float | None
+    per_class: tuple[ClassAccuracy, ...]
+    confusion: tuple[tuple[int, int, int], ...]  # (true, predicted, count), count > 0
+
+
+def accuracy(predictions: Sequence[Prediction]) -> Accuracy:
+    labeled = [p for p in predictions if p.label is not None]
+    if not labeled:
+        return Accuracy(0, None, None, (), ())
+    by_class: dict[int, list[Prediction]] = {}
+    confusion: dict[tuple[int, int], int] = {}
+    for p in labeled:
+        assert p.label is not None
+        by_class.setdefault(p.label, []).append(p)
+        key = (p.label, p.predicted)
+        confusion[key] = confusion.get(key, 0) + 1
+    per_class = tuple(
+        ClassAccuracy(
+            index=c,
+            images=len(ps),
+            top1=sum(bool(p.correct) for p in ps) / len(ps),
+            top5=sum(bool(p.in_top5) for p in ps) / len(ps),
+        )
+        for c, ps in sorted(by_class.items())
+    )
+    return Accuracy(
+        labeled=len(labeled),
+        top1=sum(bool(p.correct) for p in labeled) / len(labeled),
+        top5=sum(bool(p.in_top5) for p in labeled) / len(labeled),
+        per_class=per_class,
+        confusion=tuple((t, q, n) for (t, q), n in sorted(confusion.items())),
+    )

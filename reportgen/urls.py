@@ -1,0 +1,106 @@
+"""The site's layout: every generated file name, and links between them.
+
+Names are built from indices only (image 7 is ``images/image-0007.html``), never from
+user file, class or module names, so nothing a user names can escape ``--out`` or
+break a URL. In single-file mode every page becomes a section of one document and
+links become fragment links; the :class:`Linker` hides that difference from pages.
+"""
+
+from __future__ import annotations
+
+import base64
+import posixpath
+from dataclasses import dataclass
+
+INDEX = "index.html"
+FILTERS = "filters.html"
+COMPARE = "compare.html"
+STYLE = "assets/style.css"
+MARKER = ".featreport-site"
+
+
+def image_page(index: int) -> str:
+    return f"images/image-{index + 1:04d}.html"
+
+
+def layer_page(depth: int) -> str:
+    return f"layers/layer-{depth + 1:03d}.html"
+
+
+def layer_anchor(depth: int) -> str:
+    return f"layer-{depth + 1:03d}"
+
+
+def class_anchor(label: int) -> str:
+    return f"class-{label}"
+
+
+def input_picture(index: int, ext: str) -> str:
+    return f"img/inputs/image-{index + 1:04d}.{ext}"
+
+
+def strip_picture(index: int, ext: str) -> str:
+    return f"img/strips/image-{index + 1:04d}.{ext}"
+
+
+def mean_picture(index: int, depth: int, ext: str) -> str:
+    return f"img/maps/image-{index + 1:04d}/layer-{depth + 1:03d}-mean.{ext}"
+
+
+def grid_picture(index: int, depth: int, ext: str) -> str:
+    return f"img/maps/image-{index + 1:04d}/layer-{depth + 1:03d}-grid.{ext}"
+
+
+def filter_picture(depth: int, ext: str) -> str:
+    return f"img/filters/layer-{depth + 1:03d}.{ext}"
+
+
+def norm_chart_picture(depth: int, ext: str) -> str:
+    return f"img/charts/layer-{depth + 1:03d}-norms.{ext}"
+
+
+def channel_chart_picture(depth: int, ext: str) -> str:
+    return f"img/charts/layer-{depth + 1:03d}-channels.{ext}"
+
+
+def relative(from_page: str, target: str) -> str:
+    """Return the relative URL from the page at ``from_page`` to the site path ``target``."""
+    start = posixpath.dirname(from_page) or "."
+    return posixpath.relpath(target, start)
+
+
+def section_id(page: str) -> str:
+    return "p-" + page.removesuffix(".html").replace("/", "-")
+
+
+@dataclass(frozen=True)
+class Linker:
+    """Make hrefs, anchors and image sources for one page, for either site mode."""
+
+    page: str
+    single_file: bool
+    inline: dict[str, bytes] | None = None  # asset bytes by path, in single-file mode
+    mime: str = "image/webp"
+
+    def href(self, target: str, fragment: str | None = None) -> str:
+        if self.single_file:
+            return "#" + (self.anchor(fragment, target) if fragment else section_id(target))
+        url = relative(self.page, target)
+        if target == self.page:
+            url = posixpath.basename(target)
+        return f"{url}#{fragment}" if fragment else url
+
+    def anchor(self, local: str, page: str | None = None) -> str:
+        """Return the id for ``local``: page-prefixed in single-file mode, where ids share one document."""
+        if self.single_file:
+            return f"{section_id(page or self.page)}--{local}"
+        return local
+
+    def src(self, asset: str) -> str:
+        if self.single_file and self.inline is not None:
+            data = base64.b64encode(self.inline[asset]).decode("ascii")
+            return f"data:{self.mime};base64,{data}"
+        return relative(self.page, asset)
+
+    def for_page(self, page: str) -> Linker:
+        return Linker(page, self.single_file, self.inline, self.mime)

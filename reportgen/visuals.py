@@ -1,0 +1,243 @@
+"""Pictures: pure functions from tensors to PIL images, and the encoder.
+
+Grids are composed as arrays (normalize, colormap lookup, tile) in torch on the tensors'
+own device, so only finished 8-bit pixels move to the host. matplotlib draws charts
+only.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+Color = tuple[int, int, int]
+
+BACKGROUND: Color = (255, 255, 255)
+DEAD_COLOR: Color = (214, 39, 40)
+DUPLICATE_COLOR: Color = (255, 127, 14)
+FEATURE_CMAP = "viridis"
+TILE_TARGET = 64
+FILTER_TARGET = 40
+
+
+@lru_cache(maxsize=8)
+def _lut(name: str) -> np.ndarray:
+    table = colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3]
+    return (table * 255.0).round().astype(np.uint8)
+
+
+def colormap_lut(name: str, device: torch.device) -> torch.Tensor:
+    """Return the colormap as a ``[256, 3]`` uint8 lookup table on ``device``."""
+    return torch.from_numpy(_lut(name)).to(device)
+
+
+def unit_per_map(maps: torch.Tensor) -> torch.Tensor:
+    """Scale each ``[H, W]`` map of ``[N, H, W]`` to [0, 1] by its own min and max."""
+    flat = maps.float().flatten(1)
+    low = flat.amin(dim=1, keepdim=True)
+    span = flat.amax(dim=1, keepdim=True) - low
+    unit = torch.where(span > 0, (flat - low) / span.clamp_min(1e-30), torch.zeros_like(flat))
+    return unit.reshape(maps.shape)
+
+
+def upscale_factor(height: int, width: int, target: int) -> int:
+    return max(1, math.ceil(target / max(height, width)))
+
+
+def _upscale(levels: torch.Tensor, factor: int) -> torch.Tensor:
+    if factor == 1:
+        return levels
+    return levels.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+
+
+def _colorize(unit: torch.Tensor, cmap: str, factor: int) -> torch.Tensor:
+    """Map ``[N, H, W]`` values in [0, 1] to ``[N, H*f, W*f, 3]`` uint8 colours."""
+    levels = (unit * 255.0).round().to(torch.long)
+    return colormap_lut(cmap, unit.device)[_upscale(levels, factor)]
+
+
+def tile(
+    tiles: torch.Tensor,
+    columns: int,
+    frames: Sequence[Color | None] = (),
+    border: int = 2,
+) -> torch.Tensor:
+    """Lay ``[N, h, w, 3]`` uint8 tiles on a grid, each in a frame (white unless given)."""
+    count, height, width, _ = tiles.shape
+    rows = math.ceil(count / columns)
+    cells = torch.empty(
+        (rows * columns, height + 2 * border, width + 2 * border, 3),
+        dtype=torch.uint8,
+        device=tiles.device,
+    )
+    cells[:] = torch.tensor(BACKGROUND, dtype=torch.uint8, device=tiles.device)
+    for i, color in enumerate(frames):
+        if color is not None and i < count:
+            cells[i] = torch.tensor(color, dtype=torch.uint8, device=tiles.device)
+    cells[:count, border : border + height, border : border + width] = tiles
+    grid = cells.reshape(rows, columns, height + 2 * border, width + 2 * border, 3)
+    return grid.permute(0, 2, 1, 3, 4).reshape(rows * (height + 2 * border), -1, 3)
+
+
+def to_image(pixels: torch.Tensor) -> Image.Image:
+    """Move finished ``[H, W, 3]`` or ``[H, W]`` uint8 pixels to the host as a PIL image."""
+    array = np.ascontiguousarray(pixels.cpu().numpy())
+    return Image.fromarray(array, mode="RGB" if array.ndim == 3 else "L")
+
+
+def grid_columns(count: int) -> int:
+    return max(1, math.ceil(math.sqrt(count)))
+
+
+def feature_grid(maps: torch.Tensor, cmap: str = FEATURE_CMAP) -> Image.Image:
+    """Draw ``[N, H, W]`` feature maps as a grid, each map scaled to its own min–max."""
+    count, height, width = maps.shape
+    factor = upscale_factor(height, width, TILE_TARGET)
+    tiles = _colorize(unit_per_map(maps), cmap, factor)
+    return to_image(tile(tiles, grid_columns(count)))
+
+
+def heatmap(values: torch.Tensor, cmap: str = FEATURE_CMAP, target: int = TILE_TARGET) -> Image.Image:
+    """Draw one ``[H, W]`` map scaled to its min–max, enlarged to about ``target`` pixels."""
+    height, width = values.shape
+    factor = upscale_factor(height, width, target)
+    return to_image(_colorize(unit_per_map(values[None]), cmap, factor)[0])
+
+
+def fit_square(values: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize an ``[H, W]`` map to ``size``×``size``: averaging down, nearest up."""
+    x = values.float()[None, None]
+    if max(values.shape) > size:
+        x = F.adaptive_avg_pool2d(x, (size, size))
+    else:
+        x = F.interpolate(x, size=(size, size), mode="nearest")
+    return x[0, 0]
+
+
+def strip(maps: Sequence[torch.Tensor], size: int = 40, cmap: str = FEATURE_CMAP) -> Image.Image:
+    """Draw channel-mean maps of successive layers side by side, each scaled to its own range."""
+    squares = torch.stack([fit_square(m, size) for m in maps])
+    tiles = _colorize(unit_per_map(squares), cmap, 1)
+    return to_image(tile(tiles, len(maps), border=1))
+
+
+def _frames(count: int, dead: Sequence[int], duplicate: Sequence[int]) -> list[Color | None]:
+    frames: list[Color | None] = [None] * count
+    for i in duplicate:
+        if i < count:
+            frames[i] = DUPLICATE_COLOR
+    for i in dead:
+        if i < count:
+            frames[i] = DEAD_COLOR
+    return frames
+
+
+def filter_grid_rgb(
+    weights: torch.Tensor, dead: Sequence[int] = (), duplicate: Sequence[int] = ()
+) -> Image.Image:
+    """Draw ``[N, 3, k, k]`` first-layer filters as colour tiles, each scaled to its min–max."""
+    count, _, height, width = weights.shape
+    flat = weights.float().flatten(1)
+    low = flat.amin(dim=1, keepdim=True)
+    span = (flat.amax(dim=1, keepdim=True) - low).clamp_min(1e-30)
+    unit = ((flat - low) / span).reshape(weights.shape)
+    pixels = (unit * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+    factor = upscale_factor(height, width, FILTER_TARGET)
+    pixels = _upscale(pixels.permute(0, 3, 1, 2), factor).permute(0, 2, 3, 1)
+    return to_image(tile(pixels, grid_columns(count), _frames(count, dead, duplicate)))
+
+
+def filter_grid_gray(
+    weights: torch.Tensor, dead: Sequence[int] = (), duplicate: Sequence[int] = ()
+) -> Image.Image:
+    """Draw ``[N, C, k, k]`` filters as one gray tile each: the mean over input channels.
+
+    Each tile is scaled symmetrically around zero, so mid-gray is a zero weight, white
+    the filter's largest positive mean weight and black its most negative.
+    """
+    count, _, height, width = weights.shape
+    kernels = weights.float().mean(dim=1)
+    peak = kernels.flatten(1).abs().amax(dim=1).clamp_min(1e-30)[:, None, None]
+    levels = ((kernels / peak) * 127.5 + 127.5).round().clamp(0, 255).to(torch.uint8)
+    factor = upscale_factor(height, width, FILTER_TARGET)
+    gray = _upscale(levels, factor)[..., None].expand(-1, -1, -1, 3)
+    return to_image(tile(gray, grid_columns(count), _frames(count, dead, duplicate)))
+
+
+def encode(image: Image.Image, image_format: str) -> bytes:
+    """Encode with fixed settings so the same pixels always give the same bytes."""
+    buffer = io.BytesIO()
+    if image_format == "webp":
+        image.save(buffer, format="WEBP", lossless=True, quality=80, method=4, exact=True)
+    else:
+        image.save(buffer, format="PNG", optimize=False, compress_level=6)
+    return buffer.getvalue()
+
+
+def _figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _figure_image(figure: Figure) -> Image.Image:
+    canvas = figure.canvas
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    return Image.fromarray(rgba[..., :3].copy(), mode="RGB")
+
+
+def _bars(
+    values: Sequence[float],
+    colors: Sequence[str],
+    ylabel: str,
+    overlay: Sequence[float] | None = None,
+    overlay_label: str = "",
+) -> Image.Image:
+    figure = _figure(9.0, 2.6)
+    axes = figure.add_axes((0.08, 0.2, 0.9, 0.72))
+    x = np.arange(len(values))
+    axes.bar(x, values, width=1.0, color=colors, linewidth=0)
+    if overlay is not None:
+        axes.plot(x, overlay, ".", markersize=2.5, color="#555555", label=overlay_label)
+        axes.legend(loc="upper right", fontsize=8, frameon=False)
+    axes.axhline(0.0, color="#888888", linewidth=0.6)
+    axes.set_xlim(-0.5, len(values) - 0.5)
+    axes.set_xlabel("channel index", fontsize=9)
+    axes.set_ylabel(ylabel, fontsize=9)
+    axes.tick_params(labelsize=8)
+    for side in ("top", "right"):
+        axes.spines[side].set_visible(False)
+    return _figure_image(figure)
+
+
+def channel_chart(
+    means: Sequence[float], maxima: Sequence[float], dead: Sequence[int], strongest: Sequence[int]
+) -> Image.Image:
+    """Chart each channel's mean activation (bars) and maximum (dots), marking dead and strongest."""
+    colors = ["#4c72b0"] * len(means)
+    for i in strongest:
+        colors[i] = "#2ca02c"
+    for i in dead:
+        colors[i] = "#d62728"
+    return _bars(means, colors, "mean activation", maxima, "max")
+
+
+def norm_chart(norms: Sequence[float], dead: Sequence[int], duplicate: Sequence[int]) -> Image.Image:
+    """Chart each filter's weight L2 norm, marking dead and near-duplicate filters."""
+    colors = ["#4c72b0"] * len(norms)
+    for i in duplicate:
+        colors[i] = "#ff7f0e"
+    for i in dead:
+        colors[i] = "#d62728"
+    return _bars(norms, colors, "weight L2 norm")
