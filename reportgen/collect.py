@@ -43,7 +43,9 @@ def _image_extensions() -> frozenset[str]:
 def collect_images(root: Path) -> tuple[list[ImageFile], list[Skipped]]:
     """List the image files under ``root`` in sorted order, and the files passed over."""
     if not root.exists():
-        raise ImagesError(f"image folder {root} does not exist; pass an existing folder to --images")
+        raise ImagesError(
+            f"image folder {root} does not exist; pass an existing folder to --images"
+        )
     if not root.is_dir():
         raise ImagesError(f"--images {root} is a file; pass the folder that holds the images")
     extensions = _image_extensions()
@@ -57,7 +59,11 @@ def collect_images(root: Path) -> tuple[list[ImageFile], list[Skipped]]:
             rel_parts = path.relative_to(root).parts
             rel = "/".join(rel_parts)
             if path.suffix.lower() not in extensions:
-                skipped.append(Skipped(rel, f"not an image type Pillow reads ({path.suffix or 'no extension'})"))
+                skipped.append(
+                    Skipped(
+                        rel, f"not an image type Pillow reads ({path.suffix or 'no extension'})"
+                    )
+                )
                 continue
             label = rel_parts[0] if len(rel_parts) > 1 else None
             found.append(ImageFile(path=path, rel=rel, folder_label=label))

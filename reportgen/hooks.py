@@ -89,7 +89,9 @@ class ConvRecorder:
     when the block raises.
     """
 
-    def __init__(self, model: nn.Module, layers: Sequence[tuple[str, nn.Module]], sink: Sink) -> None:
+    def __init__(
+        self, model: nn.Module, layers: Sequence[tuple[str, nn.Module]], sink: Sink
+    ) -> None:
         self.model = model
         self.layers = list(layers)
         self.sink = sink
@@ -140,5 +142,7 @@ class ConvRecorder:
         """Run one forward pass, counting calls per layer afresh."""
         self._calls = [0] * len(self.layers)
         output = self.model(batch)
-        self.calls_per_forward = [max(a, b) for a, b in zip(self.calls_per_forward, self._calls)]
+        self.calls_per_forward = [
+            max(a, b) for a, b in zip(self.calls_per_forward, self._calls, strict=True)
+        ]
         return output

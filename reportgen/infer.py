@@ -29,7 +29,9 @@ Progress = Callable[[int], None]
 class _Images(Dataset):
     """Decode and preprocess images; a file that fails yields its reason instead."""
 
-    def __init__(self, files: Sequence[ImageFile], indices: Sequence[int], preprocess: Preprocess) -> None:
+    def __init__(
+        self, files: Sequence[ImageFile], indices: Sequence[int], preprocess: Preprocess
+    ) -> None:
         self.files = files
         self.indices = list(indices)
         self.preprocess = preprocess
@@ -58,7 +60,10 @@ def _batches(
     files: Sequence[ImageFile], indices: Sequence[int], preprocess: Preprocess, batch_size: int
 ) -> Iterator[tuple[list[int], torch.Tensor | None, list[tuple[int, str]]]]:
     loader = DataLoader(
-        _Images(files, indices, preprocess), batch_size=batch_size, shuffle=False, collate_fn=_collate
+        _Images(files, indices, preprocess),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=_collate,
     )
     yield from loader
 
@@ -80,7 +85,9 @@ def pick_logits(output: object) -> torch.Tensor:
     elif isinstance(output, (tuple, list)) and output:
         return pick_logits(output[0])
     else:
-        raise ModelError(f"the model returned {type(output).__name__}; featreport needs class logits")
+        raise ModelError(
+            f"the model returned {type(output).__name__}; featreport needs class logits"
+        )
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ModelError(
@@ -138,16 +145,21 @@ def run_inference(
         accumulators[index].update(output)
 
     with ConvRecorder(loaded.module, layers, sink) as recorder, torch.inference_mode():
-        for indices, batch, bad in _batches(files, range(len(files)), loaded.preprocess, batch_size):
+        for indices, batch, bad in _batches(
+            files, range(len(files)), loaded.preprocess, batch_size
+        ):
             skipped.extend(Skipped(files[i].rel, reason) for i, reason in bad)
             if batch is not None:
-                logits = _forward(recorder, batch.to(loaded.device), [files[i].rel for i in indices])
+                logits = _forward(
+                    recorder, batch.to(loaded.device), [files[i].rel for i in indices]
+                )
                 num_classes = int(logits.shape[1])
                 probs = torch.softmax(logits.float(), dim=1)
                 values, classes = probs.topk(min(TOP_K, num_classes), dim=1)
                 for row, index in enumerate(indices):
                     top[index] = tuple(
-                        (int(c), float(v)) for c, v in zip(classes[row].tolist(), values[row].tolist())
+                        (int(c), float(v))
+                        for c, v in zip(classes[row].tolist(), values[row].tolist(), strict=True)
                     )
             progress(len(indices) + len(bad))
 
@@ -217,14 +229,17 @@ def capture_maps(
             channels = tuple(int(c) for c in top[row].tolist())
             per_image[index][depth] = LayerMaps(mean_maps[row].clone(), channels, maps)
 
-    layer_pairs = [(info.name, module) for info, module in zip(result.layers, result.modules)]
+    layer_pairs = [
+        (info.name, module) for info, module in zip(result.layers, result.modules, strict=True)
+    ]
     with ConvRecorder(loaded.module, layer_pairs, sink) as recorder, torch.inference_mode():
         for batch_indices, batch, bad in _batches(files, indices, loaded.preprocess, batch_size):
             if bad or batch is None:
                 raise InferenceError(f"{files[bad[0][0]].rel} could not be read again: {bad[0][1]}")
             current[:] = batch_indices
-            inputs.update(zip(batch_indices, batch))
+            inputs.update(zip(batch_indices, batch, strict=True))
             _forward(recorder, batch.to(loaded.device), [files[i].rel for i in batch_indices])
     return {
-        i: Captured(inputs[i], tuple(m for m in maps if m is not None)) for i, maps in per_image.items()
+        i: Captured(inputs[i], tuple(m for m in maps if m is not None))
+        for i, maps in per_image.items()
     }

@@ -110,7 +110,9 @@ def _import_target(spec: str) -> tuple[Any, str]:
     """Import the object a ``file.py:name`` or ``package.module:name`` spec names."""
     location, _, attr = spec.rpartition(":")
     if not location or not attr:
-        raise ModelError(f"--model {spec!r} must look like path/to/file.py:Name or package.module:Name")
+        raise ModelError(
+            f"--model {spec!r} must look like path/to/file.py:Name or package.module:Name"
+        )
     if location.endswith(".py") or "/" in location or "\\" in location:
         path = Path(location)
         if not path.is_file():
@@ -181,7 +183,9 @@ def unwrap_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
         raise WeightsError(f"--weights {source} holds no state dict (found {type(obj).__name__})")
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise WeightsError(f"--weights {source} holds a mapping without tensors; is it a state dict?")
+        raise WeightsError(
+            f"--weights {source} holds a mapping without tensors; is it a state dict?"
+        )
     if all(k.startswith("module.") for k in tensors):
         tensors = {k.removeprefix("module."): v for k, v in tensors.items()}
     return tensors
@@ -220,7 +224,9 @@ def _torchvision_weights(name: str, weights: str) -> tv_api.WeightsEnum | None:
     try:
         enum = torchvision.models.get_model_weights(name)
     except (ValueError, KeyError):
-        raise WeightsError(f"{name} has no pretrained weights in torchvision; use --weights none or a file") from None
+        raise WeightsError(
+            f"{name} has no pretrained weights in torchvision; use --weights none or a file"
+        ) from None
     if weights.upper() == "DEFAULT":
         return enum.DEFAULT
     members = [m for m in enum.__members__ if m != "DEFAULT"]
@@ -255,7 +261,9 @@ def _preprocess_from_options(config: BuildConfig, channels: int, source: str) ->
         std = (sum(std) / len(std),) if len(std) != 1 else std
     for label, values in (("--mean", mean), ("--std", std)):
         if len(values) != channels:
-            raise ModelError(f"{label} has {len(values)} values but the model takes {channels} channels")
+            raise ModelError(
+                f"{label} has {len(values)} values but the model takes {channels} channels"
+            )
     if any(s <= 0 for s in std):
         raise ModelError("--std values must be positive")
     return Preprocess(

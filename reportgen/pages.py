@@ -18,6 +18,8 @@ Sizes = Mapping[str, tuple[int, int]]
 MAX_STRIP_LAYERS = 16
 CONFUSION_LIMIT = 20
 FILTERS_SHOWN = 64
+MEAN_MAP_PX = 128
+FILTER_GRID_PX = 240
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -105,9 +107,11 @@ class Builder:
         self.base = linker
         self.showcase = set(report.selection.showcase)
 
-    def picture(self, linker: Linker, asset: str, alt: str) -> Picture:
+    def picture(self, linker: Linker, asset: str, alt: str, at_least: int = 0) -> Picture:
+        """Describe an asset; small ones are shown enlarged (by a whole factor, up to 4×)."""
         width, height = self.sizes[asset]
-        return Picture(linker.src(asset), width, height, alt)
+        zoom = min(4, max(1, -(-at_least // max(width, height))))
+        return Picture(linker.src(asset), width * zoom, height * zoom, alt)
 
     def chrome(self, linker: Linker, kind: str, title: str) -> Chrome:
         items = [
@@ -121,8 +125,8 @@ class Builder:
         untrained = None
         if self.report.model.untrained:
             untrained = (
-                "Untrained weights: this model was initialized at random (--weights none). "
-                "Its predictions and feature maps show an untrained network, not a learned one."
+                "This model was initialized at random (--weights none). Its predictions and "
+                "feature maps show an untrained network, not a learned one."
             )
         return Chrome(
             kind=kind,
@@ -220,7 +224,11 @@ class IndexPage:
 def _card(b: Builder, linker: Linker, index: int, with_strip: bool = False) -> Card:
     p = b.report.predictions[index]
     assert p is not None
-    link = Link(linker.href(urls.image_page(index)), b.image_label(index)) if index in b.showcase else None
+    link = (
+        Link(linker.href(urls.image_page(index)), b.image_label(index))
+        if index in b.showcase
+        else None
+    )
     strip = None
     if with_strip:
         strip = b.picture(
@@ -276,14 +284,17 @@ def index_page(b: Builder) -> IndexPage:
         accuracy = [
             Fact("Top-1 accuracy", f"{pct(acc.top1)} of {acc.labeled} labeled images"),
             Fact("Top-5 accuracy", pct(acc.top5)),
-            Fact("Wrong predictions", str(sum(p is not None and p.correct is False for p in r.predictions))),
+            Fact(
+                "Wrong predictions",
+                str(sum(p is not None and p.correct is False for p in r.predictions)),
+            ),
         ]
     representative = None
     strip: list[StripTile] = []
     if r.selection.showcase:
         first = r.selection.showcase[0]
         representative = _card(b, linker, first)
-        for depth, (info, stats) in enumerate(zip(r.layers, r.stats)):
+        for depth, (info, stats) in enumerate(zip(r.layers, r.stats, strict=True)):
             strip.append(
                 StripTile(
                     link=Link(linker.href(urls.layer_page(depth)), info.name),
@@ -308,7 +319,9 @@ def index_page(b: Builder) -> IndexPage:
             dead_filters=len(filters.dead),
             duplicate_pairs=len(filters.duplicates),
         )
-        for depth, (info, stats, filters) in enumerate(zip(r.layers, r.stats, r.filters))
+        for depth, (info, stats, filters) in enumerate(
+            zip(r.layers, r.stats, r.filters, strict=True)
+        )
     )
     return IndexPage(
         chrome=b.chrome(linker, "index", f"featreport: {m.name}"),
@@ -403,6 +416,7 @@ def image_page(b: Builder, position: int) -> ImagePage:
                     linker,
                     urls.mean_picture(index, depth, b.ext),
                     f"Channel-mean map of {info.name} for {name}",
+                    at_least=MEAN_MAP_PX,
                 ),
                 grid=b.picture(
                     linker,
@@ -413,14 +427,15 @@ def image_page(b: Builder, position: int) -> ImagePage:
                 channels=b.channel_text(index, depth),
             )
         )
-    top = tuple(
-        TopEntry(r.class_name(c), pct(v), round(v, 4), c == p.label) for c, v in p.top
-    )
+    top = tuple(TopEntry(r.class_name(c), pct(v), round(v, 4), c == p.label) for c, v in p.top)
 
     def neighbour(offset: int, text: str) -> Link | None:
         other = position + offset
         if 0 <= other < len(showcase):
-            return Link(linker.href(urls.image_page(showcase[other])), f"{text}: {b.image_label(showcase[other])}")
+            return Link(
+                linker.href(urls.image_page(showcase[other])),
+                f"{text}: {b.image_label(showcase[other])}",
+            )
         return None
 
     return ImagePage(
@@ -433,7 +448,10 @@ def image_page(b: Builder, position: int) -> ImagePage:
         truth=r.class_name(p.label),
         top=top,
         layers=tuple(views),
-        toc=tuple(Link(linker.href(page, urls.layer_anchor(d)), info.name) for d, info in enumerate(r.layers)),
+        toc=tuple(
+            Link(linker.href(page, urls.layer_anchor(d)), info.name)
+            for d, info in enumerate(r.layers)
+        ),
         previous=neighbour(-1, "Previous image"),
         next=neighbour(1, "Next image"),
         scale_note=(
@@ -498,16 +516,25 @@ def filter_view(b: Builder, linker: Linker, depth: int) -> FilterView:
             f"gray tiles: each filter's {kernel} kernel averaged over its "
             f"{info.in_channels // info.groups} input channels; mid-gray is zero, white positive, black negative"
         )
-    dup_text = "not compared: filters have too few weights" if not filters.compared else (
-        "none"
-        if not filters.duplicates
-        else "; ".join(f"{a}–{c} (cos {s:.3f})" for a, c, s in filters.duplicates[:30])
-        + (f" … ({len(filters.duplicates)} pairs)" if len(filters.duplicates) > 30 else "")
+    dup_text = (
+        "not compared: filters have too few weights"
+        if not filters.compared
+        else (
+            "none"
+            if not filters.duplicates
+            else "; ".join(f"{a}–{c} (cos {s:.3f})" for a, c, s in filters.duplicates[:30])
+            + (f" … ({len(filters.duplicates)} pairs)" if len(filters.duplicates) > 30 else "")
+        )
     )
     return FilterView(
         anchor=linker.anchor(urls.layer_anchor(depth)),
         link=Link(linker.href(urls.layer_page(depth)), info.name),
-        picture=b.picture(linker, urls.filter_picture(depth, b.ext), f"Filters of {info.name}"),
+        picture=b.picture(
+            linker,
+            urls.filter_picture(depth, b.ext),
+            f"Filters of {info.name}",
+            at_least=FILTER_GRID_PX,
+        ),
         caption=(
             f"{info.name}: {shown} of {info.out_channels} filters (by index, row by row), {how}. "
             "Red frame: dead filter; orange frame: near-duplicate of another filter."
@@ -520,7 +547,6 @@ def filter_view(b: Builder, linker: Linker, depth: int) -> FilterView:
         dead=index_list(filters.dead),
         duplicates=dup_text,
     )
-
 
 
 def layer_page(b: Builder, depth: int) -> LayerPage:
@@ -537,13 +563,21 @@ def layer_page(b: Builder, depth: int) -> LayerPage:
         Fact("Dilation", shape_text(info.dilation)),
         Fact("Groups", f"{info.groups}" + (" (depthwise)" if info.depthwise else "")),
         Fact("In / out channels", f"{info.in_channels} / {info.out_channels}"),
-        Fact("Output shape", f"{shape_text(stats.output_shape)} (channels × height × width, one image)"),
-        Fact("Activation range", f"{num(stats.activation_min)} to {num(stats.activation_max)} over all images"),
+        Fact(
+            "Output shape",
+            f"{shape_text(stats.output_shape)} (channels × height × width, one image)",
+        ),
+        Fact(
+            "Activation range",
+            f"{num(stats.activation_min)} to {num(stats.activation_max)} over all images",
+        ),
         Fact("Dead channels", f"{len(stats.dead_channels)} of {info.out_channels}"),
     ]
     calls = r.calls_per_forward[depth]
     if calls > 1:
-        facts.append(Fact("Calls per forward", f"{calls}; statistics and maps record the first call only"))
+        facts.append(
+            Fact("Calls per forward", f"{calls}; statistics and maps record the first call only")
+        )
     examples = []
     for index in r.selection.showcase:
         p = r.predictions[index]
@@ -556,8 +590,17 @@ def layer_page(b: Builder, depth: int) -> LayerPage:
                 verdict=verdict(p),
                 summary=f"predicted {r.class_name(p.predicted)} ({pct(p.confidence)}), true {r.class_name(p.label)}",
                 input=b.input_picture(linker, index),
-                mean=b.picture(linker, urls.mean_picture(index, depth, b.ext), f"Channel-mean map of {info.name} for {name}"),
-                grid=b.picture(linker, urls.grid_picture(index, depth, b.ext), f"{count} strongest channels of {info.name} for {name}"),
+                mean=b.picture(
+                    linker,
+                    urls.mean_picture(index, depth, b.ext),
+                    f"Channel-mean map of {info.name} for {name}",
+                    at_least=MEAN_MAP_PX,
+                ),
+                grid=b.picture(
+                    linker,
+                    urls.grid_picture(index, depth, b.ext),
+                    f"{count} strongest channels of {info.name} for {name}",
+                ),
                 channels=b.channel_text(index, depth),
             )
         )
@@ -674,7 +717,11 @@ def compare_page(b: Builder) -> ComparePage:
     depths = b.strip_depths()
     legend = (
         "Each strip shows the channel-mean map of "
-        + (f"all {len(depths)} conv layers" if len(depths) == len(r.layers) else f"{len(depths)} of {len(r.layers)} conv layers (depths {', '.join(str(d + 1) for d in depths)})")
+        + (
+            f"all {len(depths)} conv layers"
+            if len(depths) == len(r.layers)
+            else f"{len(depths)} of {len(r.layers)} conv layers (depths {', '.join(str(d + 1) for d in depths)})"
+        )
         + ", shallow (left) to deep (right), each scaled to its own min–max."
     )
     rows = []
@@ -722,9 +769,13 @@ def compare_page(b: Builder) -> ComparePage:
     )
     note = "Rows: true class; columns: predicted class. Diagonal cells are correct predictions."
     if len(involved) > len(chosen):
-        note += f" Showing the {len(chosen)} classes with the most images of {len(involved)} involved."
+        note += (
+            f" Showing the {len(chosen)} classes with the most images of {len(involved)} involved."
+        )
     per_class = tuple(
-        ClassRow(r.class_name(c.index), c.images, pct(c.top1), pct(c.top5), wrong_counts.get(c.index, 0))
+        ClassRow(
+            r.class_name(c.index), c.images, pct(c.top1), pct(c.top5), wrong_counts.get(c.index, 0)
+        )
         for c in acc.per_class
     )
     omitted = None

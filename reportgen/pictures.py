@@ -41,16 +41,26 @@ def input_pixels(tensor: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
     mean = torch.tensor(preprocess.mean, device=tensor.device)[:, None, None]
     std = torch.tensor(preprocess.std, device=tensor.device)[:, None, None]
     pixels = (tensor * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
-    return pixels.expand(3, -1, -1).permute(1, 2, 0)if pixels.shape[0] == 1 else pixels.permute(1, 2, 0)
+    return (
+        pixels.expand(3, -1, -1).permute(1, 2, 0)
+        if pixels.shape[0] == 1
+        else pixels.permute(1, 2, 0)
+    )
 
 
-def draw_images(pictures: Pictures, captured: Mapping[int, Captured], preprocess: Preprocess, layer_count: int) -> None:
+def draw_images(
+    pictures: Pictures, captured: Mapping[int, Captured], preprocess: Preprocess, layer_count: int
+) -> None:
     """Draw each shown image's input, its depth strip, and its maps where it gets a full page."""
     ext = pictures.ext
     depths = strip_depths(layer_count)
     for index, item in sorted(captured.items()):
-        pictures.add(urls.input_picture(index, ext), visuals.to_image(input_pixels(item.input, preprocess)))
-        pictures.add(urls.strip_picture(index, ext), visuals.strip([item.layers[d].mean_map for d in depths]))
+        pictures.add(
+            urls.input_picture(index, ext), visuals.to_image(input_pixels(item.input, preprocess))
+        )
+        pictures.add(
+            urls.strip_picture(index, ext), visuals.strip([item.layers[d].mean_map for d in depths])
+        )
         for depth, layer in enumerate(item.layers):
             if layer.maps is not None:
                 pictures.add(urls.mean_picture(index, depth, ext), visuals.heatmap(layer.mean_map))
@@ -60,8 +70,8 @@ def draw_images(pictures: Pictures, captured: Mapping[int, Captured], preprocess
 def draw_layers(pictures: Pictures, report: Report, modules: Sequence[nn.Module]) -> None:
     """Draw each layer's filter grid, filter-norm chart and channel chart."""
     ext = pictures.ext
-    for depth, (info, module, stats, filters) in enumerate(
-        zip(report.layers, modules, report.stats, report.filters)
+    for depth, (_info, module, stats, filters) in enumerate(
+        zip(report.layers, modules, report.stats, report.filters, strict=True)
     ):
         weights = output_filters(module)[:FILTERS_SHOWN]
         duplicate = sorted({i for a, b, _ in filters.duplicates for i in (a, b)})

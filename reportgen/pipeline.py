@@ -73,7 +73,9 @@ def class_names(
         return names, f"from {config.classes_file}"
     if loaded.categories and len(loaded.categories) == num_classes:
         return loaded.categories, "from the torchvision weights' metadata"
-    return tuple(str(i) for i in range(num_classes)), "class indices (no names given; see --classes)"
+    return tuple(
+        str(i) for i in range(num_classes)
+    ), "class indices (no names given; see --classes)"
 
 
 @contextmanager
@@ -112,15 +114,13 @@ def build(config: BuildConfig, echo: Echo | None = None) -> Path:
         say(f"Warning: {warning}")
     predictions = tuple(
         None if top is None else Prediction(top, label)
-        for top, label in zip(result.top, labels.labels)
+        for top, label in zip(result.top, labels.labels, strict=True)
     )
 
     selection = select(predictions, config.examples)
     wanted = {i: False for row in selection.compare for i in (*row.wrong, *row.correct)}
     wanted.update(dict.fromkeys(selection.showcase, True))
-    captured = capture_maps(
-        loaded, files, wanted, result, config.max_channels, config.batch_size
-    )
+    captured = capture_maps(loaded, files, wanted, result, config.max_channels, config.batch_size)
 
     preprocess = loaded.preprocess
     report = Report(
@@ -151,9 +151,7 @@ def build(config: BuildConfig, echo: Echo | None = None) -> Path:
         calls_per_forward=result.calls_per_forward,
         not_called=result.not_called,
         selection=selection,
-        channels_shown={
-            i: tuple(m.channels for m in item.layers) for i, item in captured.items()
-        },
+        channels_shown={i: tuple(m.channels for m in item.layers) for i, item in captured.items()},
         max_channels=config.max_channels,
         built_at=built_at(),
     )

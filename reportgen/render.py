@@ -23,7 +23,9 @@ def templates_dir() -> Path:
     source = Path(__file__).resolve().parent.parent / "templates"
     if source.is_dir():
         return source
-    raise FileNotFoundError(f"featreport's templates are missing (looked in {packaged} and {source})")
+    raise FileNotFoundError(
+        f"featreport's templates are missing (looked in {packaged} and {source})"
+    )
 
 
 @lru_cache(maxsize=1)
@@ -51,4 +53,6 @@ def render_single(pages: Sequence[object], title: str, css: str) -> str:
     """Render every page as a section of one self-contained document."""
     # The stylesheet is featreport's own packaged file, never user text: trusted, unescaped.
     trusted_css = Markup(css)
-    return environment().get_template("single.html").render(pages=pages, title=title, css=trusted_css)
+    return (
+        environment().get_template("single.html").render(pages=pages, title=title, css=trusted_css)
+    )

@@ -84,7 +84,7 @@ def to_json(report: Report) -> str:
                 for c, v in p.top
             ],
         }
-        for f, p in zip(report.files, report.predictions)
+        for f, p in zip(report.files, report.predictions, strict=True)
         if p is not None
     ]
     layers = [
@@ -109,7 +109,7 @@ def to_json(report: Report) -> str:
             "duplicate_filters": [[a, b] for a, b, _ in filters.duplicates],
         }
         for depth, (info, stats, filters, calls) in enumerate(
-            zip(report.layers, report.stats, report.filters, report.calls_per_forward)
+            zip(report.layers, report.stats, report.filters, report.calls_per_forward, strict=True)
         )
     ]
     acc = report.accuracy
@@ -150,4 +150,6 @@ def to_json(report: Report) -> str:
         "warnings": list(report.warnings),
         "definitions": dict(DEFINITIONS),
     }
-    return json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    return (
+        json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    )

@@ -30,7 +30,9 @@ def check_output(out: Path) -> None:
         )
     parent = out.absolute().parent
     if not parent.is_dir():
-        raise OutputError(f"the folder {parent} that should hold --out does not exist; create it first")
+        raise OutputError(
+            f"the folder {parent} that should hold --out does not exist; create it first"
+        )
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write in {parent}; choose an --out in a folder you can write to")
 
@@ -48,7 +50,9 @@ class SiteWriter:
         try:
             self.root = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
         except OSError as exc:
-            raise OutputError(f"cannot create a temporary folder beside --out {self.out}: {exc}") from None
+            raise OutputError(
+                f"cannot create a temporary folder beside --out {self.out}: {exc}"
+            ) from None
         return self
 
     def __exit__(
@@ -82,14 +86,14 @@ class SiteWriter:
         self.write_text(".nojekyll", "")
         check_output(self.out)
         try:
-            os.chmod(self.root, 0o755)
+            self.root.chmod(0o755)
             if self.out.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.old-", dir=self.out.parent))
-                os.replace(self.out, old / "site")
-                os.replace(self.root, self.out)
+                self.out.replace(old / "site")
+                self.root.replace(self.out)
                 shutil.rmtree(old, ignore_errors=True)
             else:
-                os.replace(self.root, self.out)
+                self.root.replace(self.out)
         except OSError as exc:
             raise OutputError(f"cannot move the finished site into {self.out}: {exc}") from None
         self.root = None

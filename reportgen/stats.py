@@ -93,7 +93,12 @@ class ChannelAccumulator:
         self.count = total
 
     def finish(self, strongest: int) -> LayerStats:
-        """Return the statistics; ``strongest`` is how many top-mean channels to name."""
+        """Return the statistics, naming at most ``strongest`` top-mean channels.
+
+        A layer names about one channel in sixteen as strongest (at least five), so the
+        mark means something in a layer of 16 channels and in one of 2,048.
+        """
+        strongest = min(strongest, max(5, len(self.mean) // 16)) if self.mean is not None else 0
         if self.mean is None or self.shape is None:
             raise RuntimeError("no batch was recorded for this layer")
         mean = self.mean.cpu()

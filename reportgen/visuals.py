@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -28,6 +28,10 @@ DUPLICATE_COLOR: Color = (255, 127, 14)
 FEATURE_CMAP = "viridis"
 TILE_TARGET = 64
 FILTER_TARGET = 40
+BAR_COLOR = "#4c72b0"
+STRONG_MARK = "#2ca02c"
+DEAD_MARK = "#d62728"
+DUPLICATE_MARK = "#ff7f0e"
 
 
 @lru_cache(maxsize=8)
@@ -107,7 +111,9 @@ def feature_grid(maps: torch.Tensor, cmap: str = FEATURE_CMAP) -> Image.Image:
     return to_image(tile(tiles, grid_columns(count)))
 
 
-def heatmap(values: torch.Tensor, cmap: str = FEATURE_CMAP, target: int = TILE_TARGET) -> Image.Image:
+def heatmap(
+    values: torch.Tensor, cmap: str = FEATURE_CMAP, target: int = TILE_TARGET
+) -> Image.Image:
     """Draw one ``[H, W]`` map scaled to its min–max, enlarged to about ``target`` pixels."""
     height, width = values.shape
     factor = upscale_factor(height, width, target)
@@ -199,20 +205,40 @@ def _figure_image(figure: Figure) -> Image.Image:
 
 def _bars(
     values: Sequence[float],
-    colors: Sequence[str],
+    colors: Mapping[str, Sequence[int]],
     ylabel: str,
     overlay: Sequence[float] | None = None,
     overlay_label: str = "",
 ) -> Image.Image:
+    """Draw one bar per channel as one filled polygon per colour.
+
+    A polygon per colour instead of a patch per bar: a layer of 2,048 channels draws in
+    milliseconds rather than seconds.
+    """
     figure = _figure(9.0, 2.6)
     axes = figure.add_axes((0.08, 0.2, 0.9, 0.72))
-    x = np.arange(len(values))
-    axes.bar(x, values, width=1.0, color=colors, linewidth=0)
+    heights = np.asarray(values, dtype=np.float64)
+    # Each bar as two polygon vertices: x runs over the bar edges, y repeats the height.
+    xs = np.repeat(np.arange(len(heights) + 1) - 0.5, 2)[1:-1]
+    ys = np.repeat(heights, 2)
+    axes.fill_between(xs, 0.0, ys, color=BAR_COLOR, linewidth=0)
+    for color, indices in colors.items():
+        if len(indices):
+            mask = np.zeros(len(heights), dtype=bool)
+            mask[list(indices)] = True
+            axes.fill_between(xs, 0.0, ys, where=np.repeat(mask, 2), color=color, linewidth=0)
     if overlay is not None:
-        axes.plot(x, overlay, ".", markersize=2.5, color="#555555", label=overlay_label)
+        axes.plot(
+            np.arange(len(heights)),
+            overlay,
+            ".",
+            markersize=2.5,
+            color="#555555",
+            label=overlay_label,
+        )
         axes.legend(loc="upper right", fontsize=8, frameon=False)
     axes.axhline(0.0, color="#888888", linewidth=0.6)
-    axes.set_xlim(-0.5, len(values) - 0.5)
+    axes.set_xlim(-0.5, len(heights) - 0.5)
     axes.set_xlabel("channel index", fontsize=9)
     axes.set_ylabel(ylabel, fontsize=9)
     axes.tick_params(labelsize=8)
@@ -225,19 +251,12 @@ def channel_chart(
     means: Sequence[float], maxima: Sequence[float], dead: Sequence[int], strongest: Sequence[int]
 ) -> Image.Image:
     """Chart each channel's mean activation (bars) and maximum (dots), marking dead and strongest."""
-    colors = ["#4c72b0"] * len(means)
-    for i in strongest:
-        colors[i] = "#2ca02c"
-    for i in dead:
-        colors[i] = "#d62728"
-    return _bars(means, colors, "mean activation", maxima, "max")
+    marks = {STRONG_MARK: strongest, DEAD_MARK: dead}
+    return _bars(means, marks, "mean activation", maxima, "max")
 
 
-def norm_chart(norms: Sequence[float], dead: Sequence[int], duplicate: Sequence[int]) -> Image.Image:
+def norm_chart(
+    norms: Sequence[float], dead: Sequence[int], duplicate: Sequence[int]
+) -> Image.Image:
     """Chart each filter's weight L2 norm, marking dead and near-duplicate filters."""
-    colors = ["#4c72b0"] * len(norms)
-    for i in duplicate:
-        colors[i] = "#ff7f0e"
-    for i in dead:
-        colors[i] = "#d62728"
-    return _bars(norms, colors, "weight L2 norm")
+    return _bars(norms, {DUPLICATE_MARK: duplicate, DEAD_MARK: dead}, "weight L2 norm")

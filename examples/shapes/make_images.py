@@ -1,6 +1,6 @@
 """Draw the shapes data set: ImageFolder layout, fixed seed, the same files every run.
 
-    python examples/shapes/make_images.py OUT_DIR [--per-class N] [--seed S]
+python examples/shapes/make_images.py OUT_DIR [--per-class N] [--seed S]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ CLASSES = ("circle", "square", "triangle", "cross", "stripes")
 def _colour(rng: random.Random, avoid: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
     while True:
         colour = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
-        if avoid is None or sum(abs(a - b) for a, b in zip(colour, avoid)) > 200:
+        if avoid is None or sum(abs(a - b) for a, b in zip(colour, avoid, strict=True)) > 200:
             return colour
 
 
@@ -35,7 +35,9 @@ def _background(rng: random.Random) -> Image.Image:
     return image
 
 
-def _rotated(points: list[tuple[float, float]], cx: float, cy: float, angle: float) -> list[tuple[float, float]]:
+def _rotated(
+    points: list[tuple[float, float]], cx: float, cy: float, angle: float
+) -> list[tuple[float, float]]:
     c, s = math.cos(angle), math.sin(angle)
     return [(cx + (x - cx) * c - (y - cy) * s, cy + (x - cx) * s + (y - cy) * c) for x, y in points]
 
@@ -52,9 +54,20 @@ def draw_shape(kind: str, rng: random.Random) -> Image.Image:
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     elif kind == "square":
         h = r * 0.8
-        draw.polygon(_rotated([(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)], cx, cy, angle), fill=fill)
+        draw.polygon(
+            _rotated(
+                [(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)],
+                cx,
+                cy,
+                angle,
+            ),
+            fill=fill,
+        )
     elif kind == "triangle":
-        pts = [(cx + r * math.cos(a), cy + r * math.sin(a)) for a in (angle, angle + 2.094, angle + 4.189)]
+        pts = [
+            (cx + r * math.cos(a), cy + r * math.sin(a))
+            for a in (angle, angle + 2.094, angle + 4.189)
+        ]
         draw.polygon(pts, fill=fill)
     elif kind == "cross":
         w = r * 0.3
@@ -65,13 +78,20 @@ def draw_shape(kind: str, rng: random.Random) -> Image.Image:
         period = rng.uniform(6, 12)
         for k in range(-12, 13):
             off = k * period
-            band = [(cx + off - 1.5, cy - 40), (cx + off + 1.5, cy - 40), (cx + off + 1.5, cy + 40), (cx + off - 1.5, cy + 40)]
+            band = [
+                (cx + off - 1.5, cy - 40),
+                (cx + off + 1.5, cy - 40),
+                (cx + off + 1.5, cy + 40),
+                (cx + off - 1.5, cy + 40),
+            ]
             draw.polygon(_rotated(band, cx, cy, angle), fill=fill)
     else:
         raise ValueError(kind)
     image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.8)))
     # Seeded noise: Image.effect_noise draws from C's rand(), which this seed does not reach.
-    noise = Image.frombytes("L", (SIZE, SIZE), bytes(rng.randrange(256) for _ in range(SIZE * SIZE)))
+    noise = Image.frombytes(
+        "L", (SIZE, SIZE), bytes(rng.randrange(256) for _ in range(SIZE * SIZE))
+    )
     noise = noise.convert("RGB")
     return Image.blend(image, noise, rng.uniform(0.0, 0.2))
 

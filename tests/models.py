@@ -1,0 +1,106 @@
+"""Tiny models for the tests, importable as tests/models.py:Name."""
+
+from __future__ import annotations
+
+import collections
+
+import torch
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    """Three convs (the middle one grouped), batch norm, ReLU, three classes."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=2),
+            nn.ReLU(),
+            nn.Conv2d(8, 12, 1),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(12, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
+
+class InplaceReluNet(nn.Module):
+    """A conv followed by an in-place ReLU, as in VGG and AlexNet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+class TwiceNet(nn.Module):
+    """One conv module called twice in a forward pass (weight sharing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.shared = nn.Conv2d(6, 6, 3, padding=1)
+        self.head = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.shared(x))
+        x = torch.relu(self.shared(x))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class DictNet(TinyNet):
+    """Returns a dict holding the logits."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return {"logits": super().forward(x), "features": x.mean()}
+
+
+Out = collections.namedtuple("Out", ["logits", "aux"])
+
+
+class TupleNet(TinyNet):
+    """Returns a namedtuple whose first field is the logits."""
+
+    def forward(self, x: torch.Tensor) -> Out:  # type: ignore[override]
+        return Out(super().forward(x), None)
+
+
+class GrayNet(nn.Module):
+    """Takes one-channel images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.up = nn.ConvTranspose2d(4, 4, 2, stride=2, groups=2)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.up(torch.relu(self.conv(x))).mean(dim=(2, 3)))
+
+
+class NoConvNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class BrokenNet(TinyNet):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("deliberately broken")
+
+
+def make_tiny() -> nn.Module:
+    """A zero-argument factory, as --model file.py:function takes."""
+    return TinyNet(num_classes=3)

@@ -1,0 +1,232 @@
+"""End-to-end builds of tiny models: pages, links, report.json, determinism, single file."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import html
+import re
+from pathlib import Path
+
+import pytest
+from helpers import MODELS, check_site, draw, image_folder, report
+
+from reportgen.config import BuildConfig
+from reportgen.pipeline import build
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_every_page_exists_and_every_link_resolves(tiny_config: BuildConfig) -> None:
+    index = build(tiny_config)
+    site = tiny_config.out
+    assert index == site / "index.html"
+    for name in (
+        "index.html",
+        "filters.html",
+        "compare.html",
+        "report.json",
+        ".nojekyll",
+        "assets/style.css",
+    ):
+        assert (site / name).is_file(), name
+    data = report(site)
+    assert len(list((site / "layers").glob("*.html"))) == len(data["layers"]) == 3
+    assert len(list((site / "images").glob("*.html"))) == 4
+    assert check_site(site) == []
+    text = (site / "index.html").read_text()
+    assert "Untrained weights" in text
+    assert "http://" not in text and "https://" not in text
+
+
+def test_report_json_has_the_documented_fields(tiny_config: BuildConfig) -> None:
+    build(tiny_config)
+    data = report(tiny_config.out)
+    assert data["schema_version"] == 1
+    assert len(data["images"]) == 8
+    image = data["images"][0]
+    assert image["path"] == "apple/img0.png"
+    assert image["label"] == "apple"
+    assert set(image) >= {"path", "label", "prediction", "confidence", "correct", "top5"}
+    assert len(image["top5"]) == 3  # three classes: top-k stops at the class count
+    assert image["correct"] == (image["prediction"] == "apple")
+    layer = data["layers"][1]
+    assert layer["name"] == "features.3"
+    assert layer["depth"] == 1
+    assert layer["groups"] == 2
+    assert layer["output_shape"] == [8, 16, 16]
+    assert (
+        len(layer["channel_mean"]) == len(layer["channel_max"]) == len(layer["filter_norms"]) == 8
+    )
+    for key in (
+        "activation_min",
+        "activation_max",
+        "dead_channels",
+        "dead_filters",
+        "duplicate_filters",
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "type",
+    ):
+        assert key in layer
+    acc = data["accuracy"]
+    correct = sum(i["correct"] for i in data["images"])
+    assert acc["top1"] == pytest.approx(correct / 8)
+    assert acc["top5"] == 1.0
+    assert data["skipped"] == []
+
+
+def test_unreadable_files_are_skipped_with_their_reason(tiny_config: BuildConfig) -> None:
+    images = tiny_config.images
+    (images / "apple" / "empty.png").write_bytes(b"")
+    (images / "apple" / "text.jpg").write_text("not a jpeg at all")
+    good = (images / "apple" / "img0.png").read_bytes()
+    (images / "banana" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (images / "notes.txt").write_text("hello")
+    build(tiny_config)
+    skipped = {s["path"]: s["reason"] for s in report(tiny_config.out)["skipped"]}
+    assert set(skipped) == {
+        "apple/empty.png",
+        "apple/text.jpg",
+        "banana/truncated.png",
+        "notes.txt",
+    }
+    assert "empty" in skipped["apple/empty.png"]
+    assert "not an image" in skipped["notes.txt"]
+    index = (tiny_config.out / "index.html").read_text()
+    assert "banana/truncated.png" in index
+    assert len(report(tiny_config.out)["images"]) == 8
+
+
+def test_same_inputs_give_a_byte_identical_site(tiny_config: BuildConfig, tmp_path: Path) -> None:
+    build(tiny_config)
+    first = tree_digest(tiny_config.out)
+    again = dataclasses.replace(tiny_config, out=tmp_path / "again")
+    build(again)
+    assert tree_digest(again.out) == first
+    assert "Built" not in (again.out / "index.html").read_text()
+
+
+def test_source_date_epoch_is_the_only_clock(
+    tiny_config: BuildConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    build(tiny_config)
+    assert "2023-11-14 22:13 UTC" in (tiny_config.out / "index.html").read_text()
+    assert report(tiny_config.out)["built_at"] == "2023-11-14 22:13 UTC"
+
+
+def test_single_file_inlines_everything(tiny_config: BuildConfig) -> None:
+    build(dataclasses.replace(tiny_config, single_file=True, image_format="png"))
+    site = tiny_config.out
+    htmls = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html"))
+    assert htmls == ["index.html"]
+    assert not (site / "img").exists()
+    text = (site / "index.html").read_text()
+    assert text.count("data:image/png;base64,") > 20
+    assert check_site(site) == []  # every #fragment link finds its id
+    assert '<link rel="stylesheet"' not in text and "<style>" in text
+
+
+def test_png_format_and_layer_glob(tiny_config: BuildConfig) -> None:
+    build(dataclasses.replace(tiny_config, image_format="png", layers=("features.0", "features.5")))
+    site = tiny_config.out
+    assert [layer["name"] for layer in report(site)["layers"]] == ["features.0", "features.5"]
+    assert list(site.rglob("*.png")) and not list(site.rglob("*.webp"))
+    assert check_site(site) == []
+
+
+def test_names_are_escaped_and_never_used_as_file_names(tmp_path: Path, classes_file: Path) -> None:
+    hostile = '<script>alert("x")</script>'
+    images = tmp_path / "images"
+    draw(images / "apple" / f"{hostile}.png", 1)
+    draw(images / "apple" / "..%2e & 'quote'.png", 2)
+    draw(images / "banana" / "b.png", 3)
+    config = BuildConfig(
+        model=f"{MODELS}:TinyNet",
+        images=images,
+        out=tmp_path / "site",
+        weights="none",
+        classes_file=classes_file,
+        input_size=32,
+        examples=3,
+        quiet=True,
+    )
+    build(config)
+    site = config.out
+    pages = [p.read_text() for p in site.rglob("*.html")]
+    assert all("<script>" not in p for p in pages)
+    assert any(html.escape(hostile, quote=False) in p or "&lt;script&gt;" in p for p in pages)
+    for path in site.rglob("*"):
+        assert "script" not in path.name and "quote" not in path.name
+    assert check_site(site) == []
+
+
+def test_unlabeled_images_build_and_compare_page_asks_for_labels(tmp_path: Path) -> None:
+    images = tmp_path / "flat"
+    for i in range(3):
+        draw(images / f"{i}.png", i)
+    config = BuildConfig(
+        model=f"{MODELS}:TinyNet",
+        images=images,
+        out=tmp_path / "site",
+        weights="none",
+        input_size=32,
+        quiet=True,
+    )
+    build(config)
+    compare = (config.out / "compare.html").read_text()
+    assert "needs true labels" in compare
+    data = report(config.out)
+    assert data["accuracy"]["top1"] is None
+    assert all(i["label"] is None and i["correct"] is None for i in data["images"])
+    assert data["classes"] == ["0", "1", "2"]
+
+
+def test_compare_page_puts_wrong_beside_correct(tmp_path: Path, classes_file: Path) -> None:
+    images = image_folder(tmp_path / "images", {"apple": 6, "banana": 6, "cherry": 6})
+    config = BuildConfig(
+        model=f"{MODELS}:TinyNet",
+        images=images,
+        out=tmp_path / "site",
+        weights="none",
+        classes_file=classes_file,
+        input_size=32,
+        quiet=True,
+        seed=3,
+    )
+    build(config)
+    data = report(config.out)
+    wrong = [i for i in data["images"] if i["correct"] is False]
+    assert wrong, "an untrained 3-class model gets some of 18 images wrong"
+    compare = (config.out / "compare.html").read_text()
+    first = max((i for i in wrong), key=lambda i: i["confidence"])
+    assert html.escape(first["path"]) in compare
+    assert "Confusion matrix" in compare
+    sections = re.findall(r'<section class="comparerow" id="class-(\d+)"', compare)
+    assert sections and len(set(sections)) == len(sections)
+    assert check_site(config.out) == []
+
+
+def test_python_api_accepts_a_module(tmp_path: Path, images: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(MODELS.parent))
+    from models import TinyNet
+
+    from reportgen import build_report
+
+    model = TinyNet()
+    model.train()
+    index = build_report(model, images, tmp_path / "api-site", input_size=32, examples=2)
+    assert index.is_file()
+    assert model.training, "the caller's training flag is restored"
+    assert report(tmp_path / "api-site")["model"]["name"] == "TinyNet"

@@ -1,0 +1,217 @@
+"""Unit tests of the pure pieces: label matching, statistics, selection, pictures, layout."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from reportgen import urls, visuals
+from reportgen.collect import ImageFile, collect_images, load_image
+from reportgen.errors import LabelsError
+from reportgen.labels import LabelMatcher, read_class_names, resolve_labels
+from reportgen.select import select
+from reportgen.stats import ChannelAccumulator, Prediction, accuracy, filter_stats, output_filters
+
+# ------------------------------------------------------------------ labels
+
+
+def test_label_matching_exact_then_loose_then_wordnet() -> None:
+    names = ["tench", "great white shark", "Tabby_Cat"]
+    matcher = LabelMatcher(names, imagenet=True)
+    assert matcher.match("tench") == 0
+    assert matcher.match("great_white_shark") == 1
+    assert matcher.match("GREAT WHITE  SHARK") == 1
+    assert matcher.match("tabby cat") == 2
+    assert matcher.match("n01440764") == 0  # ImageNet's first synset is tench
+    assert matcher.match("n01443537") == 1  # goldfish in ImageNet, index 1
+    assert matcher.match("zebra") is None
+    assert LabelMatcher(names, imagenet=False).match("n01440764") is None
+
+
+def test_resolve_labels_from_folders_and_csv(tmp_path: Path) -> None:
+    files = [
+        ImageFile(tmp_path / "cat" / "1.png", "cat/1.png", "cat"),
+        ImageFile(tmp_path / "cat" / "2.png", "cat/2.png", "cat"),
+        ImageFile(tmp_path / "Dog" / "3.png", "Dog/3.png", "Dog"),
+        ImageFile(tmp_path / "4.png", "4.png", None),
+        ImageFile(tmp_path / "zebra" / "5.png", "zebra/5.png", "zebra"),
+    ]
+    result = resolve_labels(files, ["cat", "dog"], False, None)
+    assert result.labels == (0, 0, 1, None, None)
+    assert result.source == "folders"
+    assert len(result.warnings) == 1 and "'zebra' (1 image)" in result.warnings[0]
+
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n./4.png,dog\ncat/1.png,dog\n")
+    result = resolve_labels(files, ["cat", "dog"], False, csv)
+    assert result.labels == (1, None, None, 1, None)
+    assert result.source == "csv"
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,class\nx,y\n")
+    with pytest.raises(LabelsError, match="path,label"):
+        resolve_labels(files, ["cat"], False, bad)
+
+
+def test_class_names_from_text_and_json(tmp_path: Path) -> None:
+    (tmp_path / "c.txt").write_text("\ufeffa\n\nb c\n")
+    assert read_class_names(tmp_path / "c.txt") == ("a", "b c")
+    (tmp_path / "c.json").write_text('["x", "y"]')
+    assert read_class_names(tmp_path / "c.json") == ("x", "y")
+    (tmp_path / "bad.json").write_text('{"x": 1}')
+    with pytest.raises(LabelsError, match="JSON list"):
+        read_class_names(tmp_path / "bad.json")
+
+
+# ------------------------------------------------------------------ collect
+
+
+def test_collect_is_sorted_recursive_and_reports_other_files(tmp_path: Path) -> None:
+    for rel in ("b/2.png", "a/10.png", "a/9.jpg", "top.webp"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / rel)
+    (tmp_path / "a" / "notes.md").write_text("x")
+    files, skipped = collect_images(tmp_path)
+    assert [f.rel for f in files] == ["a/10.png", "a/9.jpg", "b/2.png", "top.webp"]
+    assert [f.folder_label for f in files] == ["a", "a", "b", None]
+    assert [s.rel for s in skipped] == ["a/notes.md"]
+
+
+def test_load_image_applies_exif_orientation_and_converts(tmp_path: Path) -> None:
+    image = Image.new("RGB", (20, 10), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    image.save(tmp_path / "rot.jpg", exif=exif)
+    loaded = load_image(tmp_path / "rot.jpg", "RGB")
+    assert isinstance(loaded, Image.Image) and loaded.size == (10, 20)
+    gray = load_image(tmp_path / "rot.jpg", "L")
+    assert isinstance(gray, Image.Image) and gray.mode == "L"
+    Image.new("I;16", (4, 4), 40000).save(tmp_path / "deep.png")
+    deep = load_image(tmp_path / "deep.png", "RGB")
+    assert isinstance(deep, Image.Image) and deep.getpixel((0, 0))[0] == round(40000 / 65535 * 255)
+
+
+# ------------------------------------------------------------------ statistics
+
+
+def test_accumulator_is_independent_of_batching() -> None:
+    torch.manual_seed(0)
+    data = torch.randn(10, 5, 6, 6) * torch.arange(1, 6).view(1, 5, 1, 1) + 3
+    data[:, 2] = 1.5  # a dead (constant) channel
+    whole, parts = ChannelAccumulator(), ChannelAccumulator()
+    whole.update(data)
+    for chunk in (data[:3], data[3:4], data[4:]):
+        parts.update(chunk)
+    a, b = whole.finish(5), parts.finish(5)
+    assert a.channel_mean == pytest.approx(b.channel_mean, rel=1e-6)  # float32 batch means
+    assert a.channel_std == pytest.approx(b.channel_std, rel=1e-6)
+    assert a.channel_mean == pytest.approx(data.mean(dim=(0, 2, 3)).tolist(), rel=1e-5)
+    assert a.channel_std == pytest.approx(data.std(dim=(0, 2, 3), correction=0).tolist(), rel=1e-4)
+    assert a.dead_channels == b.dead_channels == (2,)
+    assert 2 not in a.strongest_channels
+    assert a.activation_max == pytest.approx(float(data.max()))
+    assert a.output_shape == (5, 6, 6)
+
+
+def test_filter_stats_finds_dead_and_duplicate_filters() -> None:
+    conv = nn.Conv2d(3, 6, 3)
+    with torch.no_grad():
+        conv.weight[1] = 0.0
+        conv.weight[4] = conv.weight[2] * 2.5  # same direction, other scale
+    stats = filter_stats(conv)
+    assert stats.dead == (1,)
+    assert [(a, b) for a, b, _ in stats.duplicates] == [(2, 4)]
+    assert stats.norms[4] == pytest.approx(2.5 * stats.norms[2], rel=1e-5)
+
+
+def test_transposed_and_depthwise_filters_are_per_output_channel() -> None:
+    up = nn.ConvTranspose2d(4, 6, 3, groups=2)
+    assert up.weight.shape == (4, 3, 3, 3)
+    filters = output_filters(up)
+    assert filters.shape == (6, 2, 3, 3)
+    # output channel 4 is in group 1: input channels 2-3, within-group output 1
+    assert torch.equal(filters[4, 1], up.weight[3, 1])
+    depthwise = nn.Conv2d(8, 8, 1, groups=8)
+    stats = filter_stats(depthwise)
+    assert not stats.compared and stats.duplicates == ()
+
+
+def test_accuracy_and_selection_cover_right_and_wrong() -> None:
+    preds = [
+        Prediction(((0, 0.9), (1, 0.1)), 0),
+        Prediction(((1, 0.8), (0, 0.2)), 0),
+        Prediction(((1, 0.6), (0, 0.4)), 1),
+        Prediction(((0, 0.7), (1, 0.3)), 1),
+        Prediction(((0, 0.95), (1, 0.05)), 1),
+        Prediction(((1, 0.5), (0, 0.5)), None),
+    ]
+    acc = accuracy(preds)
+    assert acc.labeled == 5
+    assert acc.top1 == pytest.approx(2 / 5)
+    assert acc.top5 == 1.0
+    assert [(c.index, c.images, c.top1) for c in acc.per_class] == [
+        (0, 2, 0.5),
+        (1, 3, pytest.approx(1 / 3)),
+    ]
+    assert (1, 0, 2) in acc.confusion
+    chosen = select(preds, 4)
+    assert chosen.showcase[0] == 0  # the most confident correct image represents the set
+    assert {p for p in chosen.showcase if preds[p].correct is False} >= {1, 4}
+    rows = {r.label: r for r in chosen.compare}
+    assert rows[1].wrong == (4, 3)  # most confident mistake first
+    assert rows[1].correct == (2,)
+    assert select(preds, 0).showcase == ()
+
+
+# ------------------------------------------------------------------ pictures and layout
+
+
+def test_per_map_normalization_and_grid_shape() -> None:
+    maps = torch.stack(
+        [torch.arange(16.0).view(4, 4), torch.full((4, 4), 7.0), -torch.arange(16.0).view(4, 4)]
+    )
+    unit = visuals.unit_per_map(maps)
+    assert float(unit[0].min()) == 0.0 and float(unit[0].max()) == 1.0
+    assert float(unit[1].abs().max()) == 0.0  # a constant map is drawn flat, not divided by zero
+    assert float(unit[2, 0, 0]) == 1.0
+    image = visuals.feature_grid(maps)
+    factor = visuals.upscale_factor(4, 4, visuals.TILE_TARGET)
+    cell = 4 * factor + 4  # tile plus a 2-px frame each side
+    assert image.size == (2 * cell, 2 * cell)  # 3 maps on a 2×2 grid
+    lut = visuals.colormap_lut(visuals.FEATURE_CMAP, torch.device("cpu"))
+    assert image.getpixel((2, 2)) == tuple(lut[0].tolist())  # lowest value of map 0
+
+
+def test_filter_grids_mark_dead_and_duplicates() -> None:
+    weights = torch.randn(4, 3, 3, 3)
+    image = visuals.filter_grid_rgb(weights, dead=[1], duplicate=[2])
+    cell = image.size[0] // 2
+    assert image.getpixel((cell, 0)) == visuals.DEAD_COLOR
+    assert image.getpixel((0, cell)) == visuals.DUPLICATE_COLOR
+    gray = visuals.filter_grid_gray(torch.zeros(2, 5, 3, 3))
+    factor = visuals.upscale_factor(3, 3, visuals.FILTER_TARGET)
+    assert gray.getpixel((2 + factor, 2 + factor)) in ((127, 127, 127), (128, 128, 128))
+
+
+def test_encoding_is_deterministic() -> None:
+    image = visuals.feature_grid(torch.randn(5, 7, 7))
+    for fmt in ("webp", "png"):
+        first, second = visuals.encode(image, fmt), visuals.encode(image.copy(), fmt)
+        assert first == second
+        assert Image.open(io.BytesIO(first)).size == image.size
+
+
+def test_generated_names_never_come_from_user_names() -> None:
+    assert urls.image_page(0) == "images/image-0001.html"
+    assert (
+        urls.relative("images/image-0001.html", "layers/layer-002.html")
+        == "../layers/layer-002.html"
+    )
+    assert urls.relative("index.html", "img/a.webp") == "img/a.webp"
+    linker = urls.Linker("layers/layer-001.html", single_file=True)
+    assert linker.href("images/image-0003.html", "layer-001") == "#p-images-image-0003--layer-001"
