@@ -136,12 +136,12 @@ def main() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or warnings.")
 def build(**options: object) -> None:
     """Run a CNN over a folder of images and write an HTML report of what it sees."""
-    from .pipeline import build as run
-
-    config = BuildConfig(**options)  # type: ignore[arg-type]
     signal.signal(signal.SIGTERM, _terminate)
-    quiet = bool(options["quiet"])
     try:
+        from .pipeline import build as run
+
+        config = BuildConfig(**options)  # type: ignore[arg-type]
+        quiet = bool(options["quiet"])
         index = run(config, echo=None if not quiet else (lambda message: None))
     except KeyboardInterrupt:
         raise click.ClickException(

@@ -146,6 +146,26 @@ class Builder:
     def image_label(self, index: int) -> str:
         return self.report.files[index].rel
 
+    def mean_map(self, linker: Linker, index: int, depth: int) -> Picture:
+        """The channel-mean map of layer ``depth`` for image ``index``."""
+        layer = self.report.layers[depth].name
+        return self.picture(
+            linker,
+            urls.mean_picture(index, depth, self.ext),
+            f"Channel-mean map of {layer} for {self.image_label(index)}",
+            at_least=MEAN_MAP_PX,
+        )
+
+    def grid(self, linker: Linker, index: int, depth: int) -> Picture:
+        """The grid of layer ``depth``'s strongest channels for image ``index``."""
+        info = self.report.layers[depth]
+        count = min(self.report.max_channels, info.out_channels)
+        return self.picture(
+            linker,
+            urls.grid_picture(index, depth, self.ext),
+            f"{count} strongest channels of {info.name} for {self.image_label(index)}",
+        )
+
     def input_picture(self, linker: Linker, index: int) -> Picture:
         return self.picture(
             linker,
@@ -412,17 +432,8 @@ def image_page(b: Builder, position: int) -> ImagePage:
                 depth=depth + 1,
                 link=Link(linker.href(urls.layer_page(depth)), info.name),
                 shape=shape_text(r.stats[depth].output_shape),
-                mean=b.picture(
-                    linker,
-                    urls.mean_picture(index, depth, b.ext),
-                    f"Channel-mean map of {info.name} for {name}",
-                    at_least=MEAN_MAP_PX,
-                ),
-                grid=b.picture(
-                    linker,
-                    urls.grid_picture(index, depth, b.ext),
-                    f"{count} strongest channels of {info.name} for {name}",
-                ),
+                mean=b.mean_map(linker, index, depth),
+                grid=b.grid(linker, index, depth),
                 caption=grid_caption(b, depth, count),
                 channels=b.channel_text(index, depth),
             )
@@ -590,17 +601,8 @@ def layer_page(b: Builder, depth: int) -> LayerPage:
                 verdict=verdict(p),
                 summary=f"predicted {r.class_name(p.predicted)} ({pct(p.confidence)}), true {r.class_name(p.label)}",
                 input=b.input_picture(linker, index),
-                mean=b.picture(
-                    linker,
-                    urls.mean_picture(index, depth, b.ext),
-                    f"Channel-mean map of {info.name} for {name}",
-                    at_least=MEAN_MAP_PX,
-                ),
-                grid=b.picture(
-                    linker,
-                    urls.grid_picture(index, depth, b.ext),
-                    f"{count} strongest channels of {info.name} for {name}",
-                ),
+                mean=b.mean_map(linker, index, depth),
+                grid=b.grid(linker, index, depth),
                 channels=b.channel_text(index, depth),
             )
         )

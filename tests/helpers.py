@@ -13,6 +13,17 @@ from PIL import Image, ImageDraw
 MODELS = Path(__file__).with_name("models.py")
 
 
+def cli_args(
+    images: Path, out: Path | None, *extra: str, model: str = "TinyNet", weights: str = "none"
+) -> list[str]:
+    """Arguments of ``featreport build`` for a model in tests/models.py (or a full spec)."""
+    spec = model if ":" in model else f"{MODELS}:{model}"
+    args = ["--model", spec, "--images", str(images), "--weights", weights]
+    if out is not None:
+        args += ["--out", str(out)]
+    return [*args, *extra]
+
+
 def draw(path: Path, seed: int, size: int = 40, mode: str = "RGB") -> None:
     """Write a small picture of a few random rectangles and ellipses."""
     rng = random.Random(seed)

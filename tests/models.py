@@ -104,3 +104,18 @@ class BrokenNet(TinyNet):
 def make_tiny() -> nn.Module:
     """A zero-argument factory, as --model file.py:function takes."""
     return TinyNet(num_classes=3)
+
+
+class SlowNet(TinyNet):
+    """Takes a while per batch, so a test can interrupt a build midway."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import os
+        import pathlib
+        import time
+
+        marker = os.environ.get("FEATREPORT_TEST_MARKER")
+        if marker:
+            pathlib.Path(marker).touch()  # tells the test that inference is under way
+        time.sleep(0.4)
+        return super().forward(x)

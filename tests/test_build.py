@@ -144,22 +144,15 @@ def test_png_format_and_layer_glob(tiny_config: BuildConfig) -> None:
     assert check_site(site) == []
 
 
-def test_names_are_escaped_and_never_used_as_file_names(tmp_path: Path, classes_file: Path) -> None:
+def test_names_are_escaped_and_never_used_as_file_names(
+    tiny_config: BuildConfig, tmp_path: Path
+) -> None:
     hostile = '<script>alert("x")</script>'
     images = tmp_path / "images"
     draw(images / "apple" / f"{hostile}.png", 1)
     draw(images / "apple" / "..%2e & 'quote'.png", 2)
     draw(images / "banana" / "b.png", 3)
-    config = BuildConfig(
-        model=f"{MODELS}:TinyNet",
-        images=images,
-        out=tmp_path / "site",
-        weights="none",
-        classes_file=classes_file,
-        input_size=32,
-        examples=3,
-        quiet=True,
-    )
+    config = dataclasses.replace(tiny_config, images=images, examples=3)
     build(config)
     site = config.out
     pages = [p.read_text() for p in site.rglob("*.html")]
@@ -170,18 +163,13 @@ def test_names_are_escaped_and_never_used_as_file_names(tmp_path: Path, classes_
     assert check_site(site) == []
 
 
-def test_unlabeled_images_build_and_compare_page_asks_for_labels(tmp_path: Path) -> None:
+def test_unlabeled_images_build_and_compare_page_asks_for_labels(
+    tiny_config: BuildConfig, tmp_path: Path
+) -> None:
     images = tmp_path / "flat"
     for i in range(3):
         draw(images / f"{i}.png", i)
-    config = BuildConfig(
-        model=f"{MODELS}:TinyNet",
-        images=images,
-        out=tmp_path / "site",
-        weights="none",
-        input_size=32,
-        quiet=True,
-    )
+    config = dataclasses.replace(tiny_config, images=images, classes_file=None)
     build(config)
     compare = (config.out / "compare.html").read_text()
     assert "needs true labels" in compare
@@ -191,18 +179,9 @@ def test_unlabeled_images_build_and_compare_page_asks_for_labels(tmp_path: Path)
     assert data["classes"] == ["0", "1", "2"]
 
 
-def test_compare_page_puts_wrong_beside_correct(tmp_path: Path, classes_file: Path) -> None:
-    images = image_folder(tmp_path / "images", {"apple": 6, "banana": 6, "cherry": 6})
-    config = BuildConfig(
-        model=f"{MODELS}:TinyNet",
-        images=images,
-        out=tmp_path / "site",
-        weights="none",
-        classes_file=classes_file,
-        input_size=32,
-        quiet=True,
-        seed=3,
-    )
+def test_compare_page_puts_wrong_beside_correct(tiny_config: BuildConfig, tmp_path: Path) -> None:
+    images = image_folder(tmp_path / "more", {"apple": 6, "banana": 6, "cherry": 6})
+    config = dataclasses.replace(tiny_config, images=images, examples=12, seed=3)
     build(config)
     data = report(config.out)
     wrong = [i for i in data["images"] if i["correct"] is False]

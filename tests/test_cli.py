@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import MODELS, report
+from helpers import MODELS, cli_args, report
 from models import TinyNet
 
 from reportgen.cli import main
@@ -20,23 +20,6 @@ def run(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def tiny(images: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--model",
-        f"{MODELS}:TinyNet",
-        "--images",
-        str(images),
-        "--out",
-        str(out),
-        "--weights",
-        "none",
-        "--input-size",
-        "32",
-        "-q",
-        *extra,
-    ]
-
-
 def assert_clean_error(code: int, out: str, err: str, *needles: str) -> None:
     assert code != 0
     assert "Traceback" not in out + err
@@ -47,7 +30,9 @@ def assert_clean_error(code: int, out: str, err: str, *needles: str) -> None:
 
 
 def test_success_prints_the_index_path_last(images: Path, tmp_path: Path) -> None:
-    code, out, err = run(*tiny(images, tmp_path / "site", "--examples", "2"))
+    code, out, err = run(
+        *cli_args(images, tmp_path / "site", "--input-size", "32", "-q", "--examples", "2")
+    )
     assert code == 0, err
     assert out.strip().splitlines()[-1] == str(tmp_path / "site" / "index.html")
 
@@ -78,11 +63,11 @@ def test_model_without_conv_layers(images: Path, tmp_path: Path) -> None:
 
 
 def test_missing_and_empty_image_folders(tmp_path: Path) -> None:
-    code, out, err = run(*tiny(tmp_path / "nowhere", tmp_path / "site"))
+    code, out, err = run(*cli_args(tmp_path / "nowhere", tmp_path / "site"))
     assert_clean_error(code, out, err, "does not exist")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no images here")
-    code, out, err = run(*tiny(tmp_path / "empty", tmp_path / "site"))
+    code, out, err = run(*cli_args(tmp_path / "empty", tmp_path / "site"))
     assert_clean_error(code, out, err, "no image files found")
 
 
@@ -100,19 +85,16 @@ def test_weights_file_variants_load(images: Path, tmp_path: Path) -> None:
         torch.save(obj, tmp_path / name)
         out = tmp_path / f"site-{name}"
         code, _, err = run(
-            "--model",
-            f"{MODELS}:TinyNet",
-            "--images",
-            str(images),
-            "--out",
-            str(out),
-            "--weights",
-            str(tmp_path / name),
-            "--input-size",
-            "32",
-            "-q",
-            "--examples",
-            "1",
+            *cli_args(
+                images,
+                out,
+                "--input-size",
+                "32",
+                "-q",
+                "--examples",
+                "1",
+                weights=str(tmp_path / name),
+            )
         )
         assert code == 0, err
         data = report(out)
@@ -130,46 +112,19 @@ def test_mismatched_and_unreadable_weights(images: Path, tmp_path: Path) -> None
     state["extra.weight"] = torch.zeros(1)
     del state["head.bias"]
     torch.save(state, tmp_path / "wrong.pth")
-    code, out, err = run(
-        *tiny(images, tmp_path / "s")[:-5],
-        "--weights",
-        str(tmp_path / "wrong.pth"),
-        "--input-size",
-        "32",
-    )
+    code, out, err = run(*cli_args(images, tmp_path / "s", weights=str(tmp_path / "wrong.pth")))
     assert_clean_error(code, out, err, "missing keys: head.bias", "unexpected keys: extra.weight")
 
     shapes = TinyNet(num_classes=7).state_dict()
     torch.save(shapes, tmp_path / "shape.pth")
-    code, out, err = run(
-        "--model",
-        f"{MODELS}:TinyNet",
-        "--images",
-        str(images),
-        "--weights",
-        str(tmp_path / "shape.pth"),
-    )
+    code, out, err = run(*cli_args(images, None, weights=str(tmp_path / "shape.pth")))
     assert_clean_error(code, out, err, "does not fit the model", "head.weight")
 
     (tmp_path / "junk.pth").write_bytes(b"definitely not a checkpoint")
-    code, out, err = run(
-        "--model",
-        f"{MODELS}:TinyNet",
-        "--images",
-        str(images),
-        "--weights",
-        str(tmp_path / "junk.pth"),
-    )
+    code, out, err = run(*cli_args(images, None, weights=str(tmp_path / "junk.pth")))
     assert_clean_error(code, out, err, "cannot be read as a state dict")
 
-    code, out, err = run(
-        "--model",
-        f"{MODELS}:TinyNet",
-        "--images",
-        str(images),
-        "--weights",
-        str(tmp_path / "absent.pth"),
-    )
+    code, out, err = run(*cli_args(images, None, weights=str(tmp_path / "absent.pth")))
     assert_clean_error(code, out, err, "no such file")
 
 
@@ -201,14 +156,14 @@ def test_foreign_out_folder_is_refused_and_untouched(images: Path, tmp_path: Pat
     out = tmp_path / "precious"
     out.mkdir()
     (out / "thesis.tex").write_text("years of work")
-    code, o, err = run(*tiny(images, out))
+    code, o, err = run(*cli_args(images, out, "--input-size", "32", "-q"))
     assert_clean_error(code, o, err, "did not write", str(out))
     assert [p.name for p in out.iterdir()] == ["thesis.tex"]
     assert (out / "thesis.tex").read_text() == "years of work"
 
     afile = tmp_path / "a-file"
     afile.write_text("x")
-    code, o, err = run(*tiny(images, afile))
+    code, o, err = run(*cli_args(images, afile, "--input-size", "32", "-q"))
     assert_clean_error(code, o, err, "not a folder")
     assert afile.read_text() == "x"
 
@@ -217,28 +172,16 @@ def test_previous_site_is_replaced_and_survives_a_failed_build(
     images: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "site"
-    code, _, err = run(*tiny(images, out, "--examples", "1"))
+    code, _, err = run(*cli_args(images, out, "--input-size", "32", "-q", "--examples", "1"))
     assert code == 0, err
     (out / "stale.html").write_text("from an older build")
-    code, _, err = run(*tiny(images, out, "--examples", "2"))
+    code, _, err = run(*cli_args(images, out, "--input-size", "32", "-q", "--examples", "2"))
     assert code == 0, err
     assert not (out / "stale.html").exists()
     assert len(list((out / "images").glob("*.html"))) == 2
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
 
-    code, o, err = run(
-        "--model",
-        f"{MODELS}:BrokenNet",
-        "--images",
-        str(images),
-        "--out",
-        str(out),
-        "--weights",
-        "none",
-        "--input-size",
-        "32",
-        "-q",
-    )
+    code, o, err = run(*cli_args(images, out, "--input-size", "32", "-q", model="BrokenNet"))
     assert_clean_error(code, o, err, "forward pass failed", "deliberately broken", "apple/img0.png")
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -247,7 +190,7 @@ def test_previous_site_is_replaced_and_survives_a_failed_build(
 def test_empty_existing_out_folder_is_used(images: Path, tmp_path: Path) -> None:
     out = tmp_path / "empty-out"
     out.mkdir()
-    code, _, err = run(*tiny(images, out, "--examples", "1"))
+    code, _, err = run(*cli_args(images, out, "--input-size", "32", "-q", "--examples", "1"))
     assert code == 0, err
     assert (out / "index.html").is_file() and (out / ".featreport-site").is_file()
 
@@ -255,7 +198,9 @@ def test_empty_existing_out_folder_is_used(images: Path, tmp_path: Path) -> None
 def test_classes_file_must_match_the_outputs(images: Path, tmp_path: Path) -> None:
     names = tmp_path / "two.txt"
     names.write_text("apple\nbanana\n")
-    code, out, err = run(*tiny(images, tmp_path / "s", "--classes", str(names)))
+    code, out, err = run(
+        *cli_args(images, tmp_path / "s", "--input-size", "32", "-q", "--classes", str(names))
+    )
     assert_clean_error(code, out, err, "has 2 names but the model has 3 outputs")
 
 
@@ -263,19 +208,7 @@ def test_dict_and_namedtuple_outputs(images: Path, tmp_path: Path) -> None:
     for name in ("DictNet", "TupleNet"):
         out = tmp_path / name
         code, _, err = run(
-            "--model",
-            f"{MODELS}:{name}",
-            "--images",
-            str(images),
-            "--out",
-            str(out),
-            "--weights",
-            "none",
-            "--input-size",
-            "32",
-            "-q",
-            "--examples",
-            "1",
+            *cli_args(images, out, "--input-size", "32", "-q", "--examples", "1", model=name)
         )
         assert code == 0, err
         assert len(report(out)["images"][0]["top5"]) == 3
@@ -283,31 +216,11 @@ def test_dict_and_namedtuple_outputs(images: Path, tmp_path: Path) -> None:
 
 def test_factory_function_and_grayscale_transposed_model(images: Path, tmp_path: Path) -> None:
     code, _, err = run(
-        "--model",
-        f"{MODELS}:make_tiny",
-        "--images",
-        str(images),
-        "--out",
-        str(tmp_path / "f"),
-        "--weights",
-        "none",
-        "--input-size",
-        "32",
-        "-q",
+        *cli_args(images, tmp_path / "f", "--input-size", "32", "-q", model="make_tiny")
     )
     assert code == 0, err
     code, _, err = run(
-        "--model",
-        f"{MODELS}:GrayNet",
-        "--images",
-        str(images),
-        "--out",
-        str(tmp_path / "g"),
-        "--weights",
-        "none",
-        "--input-size",
-        "32",
-        "-q",
+        *cli_args(images, tmp_path / "g", "--input-size", "32", "-q", model="GrayNet")
     )
     assert code == 0, err
     data = report(tmp_path / "g")

@@ -21,7 +21,7 @@ def _hook_count(model: torch.nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
-def test_inplace_relu_after_conv_keeps_negative_conv_outputs(tmp_path: Path, images: Path) -> None:
+def test_inplace_relu_after_conv_keeps_negative_conv_outputs(tiny_config: BuildConfig) -> None:
     model = InplaceReluNet()
     torch.manual_seed(0)
     x = torch.randn(4, 3, 16, 16)
@@ -39,14 +39,8 @@ def test_inplace_relu_after_conv_keeps_negative_conv_outputs(tmp_path: Path, ima
         expected.mean(dim=(0, 2, 3)).tolist(), rel=1e-4, abs=1e-6
     )
 
-    config = BuildConfig(
-        model=f"{MODELS}:InplaceReluNet",
-        images=images,
-        out=tmp_path / "site",
-        weights="none",
-        input_size=24,
-        quiet=True,
-        examples=2,
+    config = dataclasses.replace(
+        tiny_config, model=f"{MODELS}:InplaceReluNet", classes_file=None, input_size=24, examples=2
     )
     build(config)
     layer = report(config.out)["layers"][0]
@@ -113,15 +107,9 @@ def test_recorder_cleans_up_on_any_exception() -> None:
     assert model.training and _hook_count(model) == 0
 
 
-def test_module_called_twice_is_recorded_once_and_says_so(tmp_path: Path, images: Path) -> None:
-    config = BuildConfig(
-        model=f"{MODELS}:TwiceNet",
-        images=images,
-        out=tmp_path / "site",
-        weights="none",
-        input_size=24,
-        quiet=True,
-        examples=1,
+def test_module_called_twice_is_recorded_once_and_says_so(tiny_config: BuildConfig) -> None:
+    config = dataclasses.replace(
+        tiny_config, model=f"{MODELS}:TwiceNet", classes_file=None, input_size=24, examples=1
     )
     build(config)
     layers = report(config.out)["layers"]
