@@ -40,8 +40,14 @@ def _image_extensions() -> frozenset[str]:
     return frozenset(ext.lower() for ext in Image.registered_extensions())
 
 
-def collect_images(root: Path) -> tuple[list[ImageFile], list[Skipped]]:
-    """List the image files under ``root`` in sorted order, and the files passed over."""
+def collect_images(
+    root: Path, exclude: Path | None = None
+) -> tuple[list[ImageFile], list[Skipped]]:
+    """List the image files under ``root`` in sorted order, and the files passed over.
+
+    ``exclude`` is the output folder: when it lies inside ``root``, neither it nor the
+    temporary folders beside it are read, so a report never feeds on its own pictures.
+    """
     if not root.exists():
         raise ImagesError(
             f"image folder {root} does not exist; pass an existing folder to --images"
@@ -51,9 +57,14 @@ def collect_images(root: Path) -> tuple[list[ImageFile], list[Skipped]]:
     extensions = _image_extensions()
     found: list[ImageFile] = []
     skipped: list[Skipped] = []
+    skip = exclude.absolute() if exclude is not None else None
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
         base = Path(dirpath)
+        if skip is not None and base.absolute() == skip.parent:
+            dirnames[:] = [
+                d for d in dirnames if d != skip.name and not d.startswith(f".{skip.name}.")
+            ]
+        dirnames.sort()
         for name in sorted(filenames):
             path = base / name
             rel_parts = path.relative_to(root).parts

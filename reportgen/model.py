@@ -331,6 +331,12 @@ def load_model(config: BuildConfig) -> LoadedModel:
         if untrained:
             raise ModelError("--weights none needs a model spec, not a built module")
     elif ":" in spec:
+        if not (untrained or is_file_weights or weights_arg.upper() == "DEFAULT"):
+            raise WeightsError(
+                f"--weights {weights_arg}: no such file. For {spec}, pass a .pth/.pt state dict, "
+                "none for untrained weights, or leave --weights out to keep the weights the "
+                "model's own code sets"
+            )
         target, _ = _import_target(spec)
         name = spec
         module = _seeded(config.seed, lambda: _build_from_target(target, spec))
@@ -371,7 +377,13 @@ def load_model(config: BuildConfig) -> LoadedModel:
     if tv_weights is not None and not user_preprocess:
         preprocess = _preprocess_from_weights(tv_weights, channels)
     else:
-        source = "--input-size, --mean and --std" if user_preprocess else "featreport's defaults"
+        source = ", ".join(
+            [
+                "--input-size" if config.input_size else f"the default size {DEFAULT_INPUT_SIZE}",
+                "--mean" if config.mean else "ImageNet's mean",
+                "--std" if config.std else "ImageNet's std",
+            ]
+        )
         preprocess = _preprocess_from_options(config, channels, source)
 
     device = resolve_device(config.device)

@@ -101,7 +101,7 @@ def build(config: BuildConfig, echo: Echo | None = None) -> Path:
         raise OutputError("--examples must be 0 or more, --max-channels and --batch-size 1 or more")
     check_output(config.out)
 
-    files, passed_over = collect_images(config.images)
+    files, passed_over = collect_images(config.images, exclude=config.out)
     loaded = load_model(config)
     layers = find_conv_layers(loaded.module, config.layers)
     with progress_bar(len(files), config.quiet) as progress:

@@ -209,3 +209,26 @@ def test_python_api_accepts_a_module(tmp_path: Path, images: Path) -> None:
     assert index.is_file()
     assert model.training, "the caller's training flag is restored"
     assert report(tmp_path / "api-site")["model"]["name"] == "TinyNet"
+
+
+def test_out_inside_the_image_folder_is_not_read_as_input(tiny_config: BuildConfig) -> None:
+    config = dataclasses.replace(tiny_config, out=tiny_config.images / "report")
+    build(config)
+    build(config)  # the second build must not see the first one's pictures
+    paths = [i["path"] for i in report(config.out)["images"]]
+    assert len(paths) == 8 and not any(p.startswith("report/") for p in paths)
+    assert not any(s["path"].startswith("report/") for s in report(config.out)["skipped"])
+
+
+def test_labels_from_csv(tiny_config: BuildConfig, tmp_path: Path) -> None:
+    csv = tmp_path / "labels.csv"
+    csv.write_text(
+        "path,label\napple/img0.png,cherry\nbanana/img1.png,Banana\nbanana/img2.png,durian\n"
+    )
+    build(dataclasses.replace(tiny_config, labels_file=csv))
+    images = {i["path"]: i["label"] for i in report(tiny_config.out)["images"]}
+    assert images["apple/img0.png"] == "cherry"  # the CSV wins over the folder
+    assert images["banana/img1.png"] == "banana"  # matched without regard to case
+    assert images["banana/img2.png"] is None  # no class "durian": unlabeled, with a warning
+    assert images["apple/img1.png"] is None  # not in the CSV
+    assert "durian" in report(tiny_config.out)["warnings"][0]

@@ -227,3 +227,8 @@ def test_factory_function_and_grayscale_transposed_model(images: Path, tmp_path:
     assert [layer["type"] for layer in data["layers"]] == ["Conv2d", "ConvTranspose2d"]
     assert data["layers"][1]["output_shape"] == [4, 64, 64]
     assert "grayscale" in data["model"]["preprocessing"]
+
+
+def test_custom_model_rejects_weights_it_cannot_use(images: Path, tmp_path: Path) -> None:
+    code, out, err = run(*cli_args(images, tmp_path / "s", weights="IMAGENET1K_V1"))
+    assert_clean_error(code, out, err, "--weights IMAGENET1K_V1: no such file")
