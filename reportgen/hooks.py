@@ -15,6 +15,7 @@ import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import cast
 
 import torch
 from torch import nn
@@ -46,7 +47,8 @@ class ConvInfo:
         return self.groups > 1 and self.groups == self.in_channels
 
     @classmethod
-    def of(cls, name: str, module: nn.Module) -> ConvInfo:
+    def of(cls, name: str, layer: nn.Module) -> ConvInfo:
+        module = cast("nn.Conv2d | nn.ConvTranspose2d", layer)
         padding = module.padding
         return cls(
             name=name,

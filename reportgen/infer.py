@@ -204,6 +204,7 @@ def capture_maps(
     result: InferenceResult,
     max_channels: int,
     batch_size: int,
+    progress: Progress,
 ) -> dict[int, Captured]:
     """Record maps of every layer for the images in ``wanted`` (value: full grids or mean only)."""
     indices = sorted(wanted)
@@ -239,6 +240,7 @@ def capture_maps(
             current[:] = batch_indices
             inputs.update(zip(batch_indices, batch, strict=True))
             _forward(recorder, batch.to(loaded.device), [files[i].rel for i in batch_indices])
+            progress(len(batch_indices))
     return {
         i: Captured(inputs[i], tuple(m for m in maps if m is not None))
         for i, maps in per_image.items()

@@ -220,7 +220,7 @@ def load_weights_file(module: nn.Module, path: Path) -> None:
         )
 
 
-def _torchvision_weights(name: str, weights: str) -> tv_api.WeightsEnum | None:
+def _torchvision_weights(name: str, weights: str) -> tv_api.WeightsEnum:
     try:
         enum = torchvision.models.get_model_weights(name)
     except (ValueError, KeyError):
@@ -292,7 +292,9 @@ def _preprocess_from_weights(weights: tv_api.WeightsEnum, channels: int) -> Prep
 
 def input_channels(module: nn.Module) -> int:
     """Say how many channels the first conv layer takes (1 or 3)."""
-    first = next((m for m in module.modules() if isinstance(m, CONV_TYPES)), None)
+    first = next(
+        (m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))), None
+    )
     if first is None:
         raise ModelError(
             "the model has no nn.Conv2d or nn.ConvTranspose2d layer; featreport visualizes CNNs"
@@ -386,7 +388,11 @@ def load_model(config: BuildConfig) -> LoadedModel:
         )
         preprocess = _preprocess_from_options(config, channels, source)
 
-    device = resolve_device(config.device)
+    if isinstance(spec, nn.Module) and config.device == "auto":
+        # A module the caller built stays where it is: the build must not move it.
+        device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    else:
+        device = resolve_device(config.device)
     module.to(device)
     return LoadedModel(
         module=module,

@@ -800,9 +800,12 @@ def compare_page(b: Builder) -> ComparePage:
     )
 
 
-def build_pages(b: Builder) -> list[object]:
+Page = IndexPage | FiltersPage | ComparePage | LayerPage | ImagePage
+
+
+def build_pages(b: Builder) -> list[Page]:
     """Build every page model of the site, index first."""
-    pages: list[object] = [index_page(b), filters_page(b), compare_page(b)]
+    pages: list[Page] = [index_page(b), filters_page(b), compare_page(b)]
     pages += [layer_page(b, d) for d in range(len(b.report.layers))]
     pages += [image_page(b, i) for i in range(len(b.report.selection.showcase))]
     return pages

@@ -49,7 +49,11 @@ def input_pixels(tensor: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
 
 
 def draw_images(
-    pictures: Pictures, captured: Mapping[int, Captured], preprocess: Preprocess, layer_count: int
+    pictures: Pictures,
+    captured: Mapping[int, Captured],
+    preprocess: Preprocess,
+    layer_count: int,
+    progress: Callable[[int], None],
 ) -> None:
     """Draw each shown image's input, its depth strip, and its maps where it gets a full page."""
     ext = pictures.ext
@@ -65,9 +69,15 @@ def draw_images(
             if layer.maps is not None:
                 pictures.add(urls.mean_picture(index, depth, ext), visuals.heatmap(layer.mean_map))
                 pictures.add(urls.grid_picture(index, depth, ext), visuals.feature_grid(layer.maps))
+        progress(1)
 
 
-def draw_layers(pictures: Pictures, report: Report, modules: Sequence[nn.Module]) -> None:
+def draw_layers(
+    pictures: Pictures,
+    report: Report,
+    modules: Sequence[nn.Module],
+    progress: Callable[[int], None],
+) -> None:
     """Draw each layer's filter grid, filter-norm chart and channel chart."""
     ext = pictures.ext
     for depth, (_info, module, stats, filters) in enumerate(
@@ -90,3 +100,4 @@ def draw_layers(pictures: Pictures, report: Report, modules: Sequence[nn.Module]
                 stats.channel_mean, stats.channel_max, stats.dead_channels, stats.strongest_channels
             ),
         )
+        progress(1)

@@ -79,11 +79,12 @@ def class_names(
 
 
 @contextmanager
-def progress_bar(total: int, quiet: bool) -> Iterator[Callable[[int], None]]:
+def progress_bar(total: int, quiet: bool, stage: str, unit: str) -> Iterator[Callable[[int], None]]:
+    """Show one stage's progress on stderr, only when it is a terminal and not quiet."""
     bar = tqdm(
         total=total,
-        desc="featreport",
-        unit="img",
+        desc=stage,
+        unit=unit,
         file=sys.stderr,
         disable=quiet or not sys.stderr.isatty(),
         leave=False,
@@ -104,7 +105,7 @@ def build(config: BuildConfig, echo: Echo | None = None) -> Path:
     files, passed_over = collect_images(config.images, exclude=config.out)
     loaded = load_model(config)
     layers = find_conv_layers(loaded.module, config.layers)
-    with progress_bar(len(files), config.quiet) as progress:
+    with progress_bar(len(files), config.quiet, "inference", "img") as progress:
         result = run_inference(
             loaded, files, layers, config.batch_size, config.max_channels, progress
         )
@@ -120,7 +121,10 @@ def build(config: BuildConfig, echo: Echo | None = None) -> Path:
     selection = select(predictions, config.examples)
     wanted = {i: False for row in selection.compare for i in (*row.wrong, *row.correct)}
     wanted.update(dict.fromkeys(selection.showcase, True))
-    captured = capture_maps(loaded, files, wanted, result, config.max_channels, config.batch_size)
+    with progress_bar(len(wanted), config.quiet, "feature maps", "img") as progress:
+        captured = capture_maps(
+            loaded, files, wanted, result, config.max_channels, config.batch_size, progress
+        )
 
     preprocess = loaded.preprocess
     report = Report(
@@ -158,8 +162,10 @@ def build(config: BuildConfig, echo: Echo | None = None) -> Path:
 
     with SiteWriter(config.out) as site:
         pictures = Pictures(site.write_bytes, config.image_format, config.single_file)
-        draw_images(pictures, captured, preprocess, len(report.layers))
-        draw_layers(pictures, report, result.modules)
+        with progress_bar(len(captured), config.quiet, "drawing maps", "img") as progress:
+            draw_images(pictures, captured, preprocess, len(report.layers), progress)
+        with progress_bar(len(report.layers), config.quiet, "drawing layers", "layer") as progress:
+            draw_layers(pictures, report, result.modules, progress)
         linker = Linker(urls.INDEX, config.single_file, pictures.inline, f"image/{pictures.ext}")
         pages = build_pages(Builder(report, pictures.sizes, pictures.ext, linker))
         if config.single_file:

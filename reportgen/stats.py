@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -57,20 +58,39 @@ class LayerStats:
     strongest_channels: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class _Running:
+    """Per-channel running moments, in float64 on the host."""
+
+    count: int
+    mean: torch.Tensor
+    m2: torch.Tensor  # sum of squared deviations from the mean
+    max: torch.Tensor
+    min: torch.Tensor
+
+    def merge(self, other: _Running) -> _Running:
+        """Combine two sets of moments (Chan, Golub and LeVeque's parallel formula)."""
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        return _Running(
+            count=total,
+            mean=self.mean + delta * (other.count / total),
+            m2=self.m2 + other.m2 + delta.square() * (self.count * other.count / total),
+            max=torch.maximum(self.max, other.max),
+            min=torch.minimum(self.min, other.min),
+        )
+
+
 class ChannelAccumulator:
     """Reduce conv outputs to per-channel statistics, one batch at a time.
 
-    Means and variances of batches are merged with Chan et al.'s parallel formula in
-    float64, so the result does not depend on how the images were batched.
+    Batches are merged in float64, so the result does not depend on how the images were
+    batched beyond float32 rounding of each batch's own moments.
     """
 
     def __init__(self) -> None:
-        self.count = 0
         self.shape: tuple[int, ...] | None = None
-        self.mean: torch.Tensor | None = None
-        self.m2: torch.Tensor | None = None
-        self.max: torch.Tensor | None = None
-        self.min: torch.Tensor | None = None
+        self.running: _Running | None = None
 
     @torch.no_grad()
     def update(self, output: torch.Tensor) -> None:
@@ -78,19 +98,17 @@ class ChannelAccumulator:
         dims = (0, *range(2, x.dim()))
         n = x.numel() // x.shape[1]
         var, mean = torch.var_mean(x, dim=dims, correction=0)
-        bmax, bmin = x.amax(dim=dims), x.amin(dim=dims)
-        mean, m2 = mean.double(), var.double() * n
-        if self.mean is None:
+        # Reduce on the device, merge per-channel vectors on the host in float64 (which
+        # MPS lacks); only a few numbers per channel cross over.
+        var, mean, high, low = (
+            t.to("cpu", torch.float64) for t in (var, mean, x.amax(dim=dims), x.amin(dim=dims))
+        )
+        batch = _Running(count=n, mean=mean, m2=var * n, max=high, min=low)
+        if self.running is None:
             self.shape = tuple(int(s) for s in x.shape[1:])
-            self.count, self.mean, self.m2, self.max, self.min = n, mean, m2, bmax, bmin
-            return
-        total = self.count + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + m2 + delta.square() * (self.count * n / total)
-        self.max = torch.maximum(self.max, bmax)
-        self.min = torch.minimum(self.min, bmin)
-        self.count = total
+            self.running = batch
+        else:
+            self.running = self.running.merge(batch)
 
     def finish(self, strongest: int) -> LayerStats:
         """Return the statistics, naming at most ``strongest`` top-mean channels.
@@ -98,16 +116,17 @@ class ChannelAccumulator:
         A layer names about one channel in sixteen as strongest (at least five), so the
         mark means something in a layer of 16 channels and in one of 2,048.
         """
-        strongest = min(strongest, max(5, len(self.mean) // 16)) if self.mean is not None else 0
-        if self.mean is None or self.shape is None:
+        if self.running is None or self.shape is None:
             raise RuntimeError("no batch was recorded for this layer")
-        mean = self.mean.cpu()
-        std = (self.m2.cpu() / self.count).clamp_min(0).sqrt()
-        cmax, cmin = self.max.double().cpu(), self.min.double().cpu()
+        r = self.running
+        mean, cmax, cmin = r.mean, r.max, r.min
+        std = (r.m2 / r.count).clamp_min(0).sqrt()
         scale = torch.maximum(torch.ones_like(cmax), torch.maximum(cmax.abs(), cmin.abs()))
         dead = torch.nonzero((cmax - cmin) <= DEAD_RANGE * scale).flatten().tolist()
+        dead_set = set(dead)
         order = sorted(range(len(mean)), key=lambda c: (-float(mean[c]), c))
-        alive = [c for c in order if c not in set(dead)]
+        alive = [c for c in order if c not in dead_set]
+        named = min(strongest, max(5, len(mean) // 16))
         return LayerStats(
             output_shape=self.shape,
             channel_mean=tuple(float(v) for v in mean),
@@ -116,7 +135,7 @@ class ChannelAccumulator:
             activation_min=float(cmin.min()),
             activation_max=float(cmax.max()),
             dead_channels=tuple(dead),
-            strongest_channels=tuple(alive[:strongest]),
+            strongest_channels=tuple(alive[:named]),
         )
 
 
@@ -132,7 +151,7 @@ class FilterStats:
 
 def output_filters(module: nn.Module) -> torch.Tensor:
     """Return the weights as ``[out_channels, in_channels/groups, kh, kw]`` for any conv."""
-    weight = module.weight.detach()
+    weight = cast("torch.Tensor", module.weight).detach()
     if not isinstance(module, nn.ConvTranspose2d):
         return weight
     groups = module.groups

@@ -11,6 +11,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
+from typing import cast
 
 import numpy as np
 import torch
@@ -197,7 +198,7 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _figure_image(figure: Figure) -> Image.Image:
-    canvas = figure.canvas
+    canvas = cast(FigureCanvasAgg, figure.canvas)
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
     return Image.fromarray(rgba[..., :3].copy(), mode="RGB")

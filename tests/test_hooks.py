@@ -62,7 +62,7 @@ def test_maps_are_captured_before_the_inplace_relu(tmp_path: Path, images: Path)
     files, _ = collect_images(images)
     layers = find_conv_layers(loaded.module)
     result = run_inference(loaded, files, layers, 4, 4, lambda n: None)
-    captured = capture_maps(loaded, files, {0: True}, result, 4, 4)
+    captured = capture_maps(loaded, files, {0: True}, result, 4, 4, lambda n: None)
     maps = captured[0].layers[0].maps
     assert maps is not None and float(maps.min()) < 0
 

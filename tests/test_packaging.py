@@ -74,3 +74,9 @@ def test_ruff_lint_and_format_are_clean() -> None:
         ["ruff", "format", "--check", "."], cwd=ROOT, capture_output=True, text=True
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+@pytest.mark.skipif(shutil.which("mypy") is None, reason="mypy is in the test extras")
+def test_mypy_is_clean() -> None:
+    result = subprocess.run(["mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
