@@ -232,3 +232,13 @@ def test_labels_from_csv(tiny_config: BuildConfig, tmp_path: Path) -> None:
     assert images["banana/img2.png"] is None  # no class "durian": unlabeled, with a warning
     assert images["apple/img1.png"] is None  # not in the CSV
     assert "durian" in report(tiny_config.out)["warnings"][0]
+
+
+def test_no_showcased_images_still_gives_a_linked_site(tiny_config: BuildConfig) -> None:
+    build(dataclasses.replace(tiny_config, examples=0))
+    site = tiny_config.out
+    assert not (site / "images").exists()
+    assert check_site(site) == []
+    index = (site / "index.html").read_text()
+    assert "no depth overview" in index
+    assert "Correct vs wrong" in (site / "compare.html").read_text()

@@ -215,3 +215,22 @@ def test_generated_names_never_come_from_user_names() -> None:
     assert urls.relative("index.html", "img/a.webp") == "img/a.webp"
     linker = urls.Linker("layers/layer-001.html", single_file=True)
     assert linker.href("images/image-0003.html", "layer-001") == "#p-images-image-0003--layer-001"
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png", "webp", "bmp", "tiff"])
+def test_every_listed_format_decodes(tmp_path: Path, ext: str) -> None:
+    Image.new("RGB", (12, 9), (10, 200, 30)).save(tmp_path / f"x.{ext}")
+    files, skipped = collect_images(tmp_path)
+    assert [f.rel for f in files] == [f"x.{ext}"] and not skipped
+    loaded = load_image(files[0].path, "RGB")
+    assert isinstance(loaded, Image.Image) and loaded.size == (12, 9)
+    assert abs(loaded.getpixel((6, 4))[1] - 200) < 8
+
+
+def test_gif_uses_its_first_frame(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (8, 8), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=50)
+    loaded = load_image(tmp_path / "a.gif", "RGB")
+    assert isinstance(loaded, Image.Image)
+    red, _, blue = loaded.getpixel((4, 4))
+    assert red > 200 and blue < 50
