@@ -140,9 +140,7 @@ def build(**options: object) -> None:
     try:
         from .pipeline import build as run
 
-        config = BuildConfig(**options)  # type: ignore[arg-type]
-        quiet = bool(options["quiet"])
-        index = run(config, echo=None if not quiet else (lambda message: None))
+        index = run(BuildConfig(**options))  # type: ignore[arg-type]
     except KeyboardInterrupt:
         raise click.ClickException(
             "interrupted; the previous site, if any, was left as it was"

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from . import __version__, urls
 from .collect import collect_images
 from .config import BuildConfig
-from .errors import LabelsError, OutputError
+from .errors import FeatreportError, LabelsError
 from .hooks import find_conv_layers
 from .infer import capture_maps, run_inference
 from .labels import read_class_names, resolve_labels
@@ -97,9 +97,12 @@ def progress_bar(total: int, quiet: bool, stage: str, unit: str) -> Iterator[Cal
 
 def build(config: BuildConfig, echo: Echo | None = None) -> Path:
     """Build the whole site for ``config`` and return the path of its index.html."""
-    say = echo or (lambda message: click.echo(message, err=True))
+    if echo is None:
+        echo = (lambda message: None) if config.quiet else (lambda m: click.echo(m, err=True))
     if config.examples < 0 or config.max_channels < 1 or config.batch_size < 1:
-        raise OutputError("--examples must be 0 or more, --max-channels and --batch-size 1 or more")
+        raise FeatreportError(
+            "--examples must be 0 or more, --max-channels and --batch-size 1 or more"
+        )
     check_output(config.out)
 
     files, passed_over = collect_images(config.images, exclude=config.out)
@@ -112,7 +115,7 @@ def build(config: BuildConfig, echo: Echo | None = None) -> Path:
     names, names_source = class_names(config, loaded, result.num_classes)
     labels = resolve_labels(files, names, loaded.imagenet_classes, config.labels_file)
     for warning in labels.warnings:
-        say(f"Warning: {warning}")
+        echo(f"Warning: {warning}")
     predictions = tuple(
         None if top is None else Prediction(top, label)
         for top, label in zip(result.top, labels.labels, strict=True)

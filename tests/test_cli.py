@@ -232,3 +232,17 @@ def test_factory_function_and_grayscale_transposed_model(images: Path, tmp_path:
 def test_custom_model_rejects_weights_it_cannot_use(images: Path, tmp_path: Path) -> None:
     code, out, err = run(*cli_args(images, tmp_path / "s", weights="IMAGENET1K_V1"))
     assert_clean_error(code, out, err, "--weights IMAGENET1K_V1: no such file")
+
+
+def test_warnings_are_printed_unless_quiet(
+    images: Path, tmp_path: Path, classes_file: Path
+) -> None:
+    (images / "durian").mkdir()
+    (images / "apple" / "img0.png").rename(images / "durian" / "img0.png")
+    args = cli_args(images, tmp_path / "a", "--input-size", "32", "--classes", str(classes_file))
+    code, out, err = run(*args)
+    assert code == 0, err
+    assert "Warning: label 'durian' (1 image) matches no class name" in err
+    code, out, err = run(*args, "-q")
+    assert code == 0 and err == ""
+    assert out.strip() == str(tmp_path / "a" / "index.html")
