@@ -322,7 +322,6 @@ def load_model(config: BuildConfig) -> LoadedModel:
         weights_arg.endswith((".pth", ".pt", ".bin", ".ckpt")) or Path(weights_arg).exists()
     )
     untrained = weights_arg.lower() == "none"
-    preprocess: Preprocess | None = None
     categories: tuple[str, ...] | None = None
     tv_weights = None
 
