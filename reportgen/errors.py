@@ -10,6 +10,12 @@ from __future__ import annotations
 import click
 
 
+def short_error(exc: BaseException) -> str:
+    """Describe an exception in one line: its type and the first line of its message."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 class FeatreportError(click.ClickException):
     """Base class of every expected featreport failure."""
 

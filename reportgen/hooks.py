@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .errors import ModelError
-from .model import CONV_TYPES
+from .model import conv_layers
 
 Sink = Callable[[int, torch.Tensor], None]
 
@@ -46,6 +46,11 @@ class ConvInfo:
     def depthwise(self) -> bool:
         return self.groups > 1 and self.groups == self.in_channels
 
+    @property
+    def rgb_filters(self) -> bool:
+        """Whether each filter sees exactly the three channels of an RGB input."""
+        return self.in_channels == 3 and self.groups == 1 and not self.transposed
+
     @classmethod
     def of(cls, name: str, layer: nn.Module) -> ConvInfo:
         module = cast("nn.Conv2d | nn.ConvTranspose2d", layer)
@@ -66,11 +71,7 @@ class ConvInfo:
 
 def find_conv_layers(model: nn.Module, patterns: Sequence[str] = ()) -> list[tuple[str, nn.Module]]:
     """List the conv layers (subclasses included) whose names match any of ``patterns``."""
-    convs = [(name, m) for name, m in model.named_modules() if isinstance(m, CONV_TYPES)]
-    if not convs:
-        raise ModelError(
-            "the model has no nn.Conv2d or nn.ConvTranspose2d layer; featreport visualizes CNNs"
-        )
+    convs = conv_layers(model)
     if not patterns:
         return convs
     chosen = [(n, m) for n, m in convs if any(fnmatch.fnmatchcase(n, p) for p in patterns)]

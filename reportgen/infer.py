@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .collect import ImageFile, Skipped, load_image
-from .errors import InferenceError, ModelError
+from .errors import InferenceError, ModelError, short_error
 from .hooks import ConvInfo, ConvRecorder
 from .model import LoadedModel, Preprocess
 from .stats import ChannelAccumulator, LayerStats
@@ -100,13 +100,10 @@ def pick_logits(output: object) -> torch.Tensor:
 def _forward(recorder: ConvRecorder, batch: torch.Tensor, names: list[str]) -> torch.Tensor:
     try:
         output = recorder.forward(batch)
-    except ModelError:
-        raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
         shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
         raise InferenceError(
-            f"the model's forward pass failed ({type(exc).__name__}: {first}) on the batch of "
+            f"the model's forward pass failed ({short_error(exc)[:300]}) on the batch of "
             f"{len(names)} image(s) {shown}, input shape {tuple(batch.shape)}; check --input-size "
             "and that the model takes one image tensor"
         ) from None

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.error import URLError
 
 import torch
@@ -23,7 +23,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tvf
 
 from .config import DEFAULT_INPUT_SIZE, IMAGENET_MEAN, IMAGENET_STD, BuildConfig
-from .errors import ModelError, WeightsError
+from .errors import ModelError, WeightsError, short_error
 
 CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d)
 
@@ -101,11 +101,6 @@ def _imagenet_categories() -> tuple[str, ...]:
     return tuple(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def _short_error(exc: BaseException) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def _import_target(spec: str) -> tuple[Any, str]:
     """Import the object a ``file.py:name`` or ``package.module:name`` spec names."""
     location, _, attr = spec.rpartition(":")
@@ -132,7 +127,7 @@ def _import_target(spec: str) -> tuple[Any, str]:
             sys.modules.pop(module_name, None)
             where = traceback.extract_tb(exc.__traceback__)[-1]
             raise ModelError(
-                f"importing {path} failed at line {where.lineno}: {_short_error(exc)}"
+                f"importing {path} failed at line {where.lineno}: {short_error(exc)}"
             ) from None
         finally:
             sys.path.remove(str(path.resolve().parent))
@@ -199,7 +194,7 @@ def load_weights_file(module: nn.Module, path: Path) -> None:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(
-            f"--weights {path} cannot be read as a state dict ({_short_error(exc)}); "
+            f"--weights {path} cannot be read as a state dict ({short_error(exc)}); "
             "save it with torch.save(model.state_dict(), path)"
         ) from None
     state = unwrap_state_dict(obj, str(path))
@@ -246,7 +241,7 @@ def _fetch_torchvision(name: str, weights: tv_api.WeightsEnum) -> nn.Module:
         filename = weights.url.rsplit("/", 1)[-1]
         cache = Path(torch.hub.get_dir()) / "checkpoints" / filename
         raise WeightsError(
-            f"could not fetch the {weights} weights for {name} ({_short_error(exc)}). "
+            f"could not fetch the {weights} weights for {name} ({short_error(exc)}). "
             f"Without network access, place the file at {cache} (from {weights.url}), "
             "pass a local state dict with --weights PATH, or use --weights none for untrained weights"
         ) from None
@@ -290,16 +285,20 @@ def _preprocess_from_weights(weights: tv_api.WeightsEnum, channels: int) -> Prep
     )
 
 
-def input_channels(module: nn.Module) -> int:
-    """Say how many channels the first conv layer takes (1 or 3)."""
-    first = next(
-        (m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))), None
-    )
-    if first is None:
+def conv_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """List the conv layers (subclasses included) by name, in definition order."""
+    convs = [(name, m) for name, m in module.named_modules() if isinstance(m, CONV_TYPES)]
+    if not convs:
         raise ModelError(
             "the model has no nn.Conv2d or nn.ConvTranspose2d layer; featreport visualizes CNNs"
         )
-    channels = int(first.in_channels)
+    return convs
+
+
+def input_channels(module: nn.Module) -> int:
+    """Say how many channels the first conv layer takes (1 or 3)."""
+    _, first = conv_layers(module)[0]
+    channels = int(cast("nn.Conv2d", first).in_channels)
     if channels not in (1, 3):
         raise ModelError(
             f"the first conv layer takes {channels} input channels; featreport feeds RGB (3) "

@@ -146,14 +146,16 @@ class Builder:
     def image_label(self, index: int) -> str:
         return self.report.files[index].rel
 
-    def mean_map(self, linker: Linker, index: int, depth: int) -> Picture:
+    def mean_map(
+        self, linker: Linker, index: int, depth: int, at_least: int = MEAN_MAP_PX
+    ) -> Picture:
         """The channel-mean map of layer ``depth`` for image ``index``."""
         layer = self.report.layers[depth].name
         return self.picture(
             linker,
             urls.mean_picture(index, depth, self.ext),
             f"Channel-mean map of {layer} for {self.image_label(index)}",
-            at_least=MEAN_MAP_PX,
+            at_least=at_least,
         )
 
     def grid(self, linker: Linker, index: int, depth: int) -> Picture:
@@ -172,9 +174,6 @@ class Builder:
             urls.input_picture(index, self.ext),
             f"Input image {self.image_label(index)} as the model sees it",
         )
-
-    def strip_depths(self) -> list[int]:
-        return strip_depths(len(self.report.layers))
 
 
 def strip_depths(count: int) -> list[int]:
@@ -254,7 +253,7 @@ def _card(b: Builder, linker: Linker, index: int, with_strip: bool = False) -> C
         strip = b.picture(
             linker,
             urls.strip_picture(index, b.ext),
-            f"Channel-mean maps of {len(b.strip_depths())} conv layers, shallow to deep, "
+            f"Channel-mean maps of {len(strip_depths(len(b.report.layers)))} conv layers, shallow to deep, "
             f"for {b.image_label(index)}",
         )
     return Card(
@@ -318,11 +317,7 @@ def index_page(b: Builder) -> IndexPage:
             strip.append(
                 StripTile(
                     link=Link(linker.href(urls.layer_page(depth)), info.name),
-                    picture=b.picture(
-                        linker,
-                        urls.mean_picture(first, depth, b.ext),
-                        f"Channel-mean map of {info.name} for {b.image_label(first)}",
-                    ),
+                    picture=b.mean_map(linker, first, depth, at_least=0),
                     shape=shape_text(stats.output_shape),
                 )
             )
@@ -518,7 +513,7 @@ def filter_view(b: Builder, linker: Linker, depth: int) -> FilterView:
     info, filters = b.report.layers[depth], b.report.filters[depth]
     shown = min(info.out_channels, FILTERS_SHOWN)
     kernel = shape_text(info.kernel_size)
-    if info.in_channels // info.groups == 3 and info.groups == 1 and not info.transposed:
+    if info.rgb_filters:
         how = "colour tiles: each filter's three input-channel kernels as RGB, scaled to its own min–max"
     elif info.in_channels // info.groups == 1:
         how = f"gray tiles: each filter has a single {kernel} kernel (depthwise or one input channel); mid-gray is zero"
@@ -594,7 +589,6 @@ def layer_page(b: Builder, depth: int) -> LayerPage:
         p = r.predictions[index]
         assert p is not None
         name = b.image_label(index)
-        count = min(r.max_channels, info.out_channels)
         examples.append(
             ExampleMaps(
                 link=Link(linker.href(urls.image_page(index), urls.layer_anchor(depth)), name),
@@ -716,7 +710,7 @@ def compare_page(b: Builder) -> ComparePage:
     r = b.report
     linker = b.base.for_page(urls.COMPARE)
     chrome = b.chrome(linker, "compare", f"Correct vs wrong — {r.model.name}")
-    depths = b.strip_depths()
+    depths = strip_depths(len(r.layers))
     legend = (
         "Each strip shows the channel-mean map of "
         + (

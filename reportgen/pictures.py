@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import torch
 from PIL import Image
 from torch import nn
 
@@ -36,18 +35,6 @@ class Pictures:
             self.write(path, data)
 
 
-def input_pixels(tensor: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
-    """Undo normalization: a ``[C, H, W]`` model input becomes ``[H, W, 3]`` uint8 pixels."""
-    mean = torch.tensor(preprocess.mean, device=tensor.device)[:, None, None]
-    std = torch.tensor(preprocess.std, device=tensor.device)[:, None, None]
-    pixels = (tensor * std + mean).clamp(0, 1).mul(255).round().to(torch.uint8)
-    return (
-        pixels.expand(3, -1, -1).permute(1, 2, 0)
-        if pixels.shape[0] == 1
-        else pixels.permute(1, 2, 0)
-    )
-
-
 def draw_images(
     pictures: Pictures,
     captured: Mapping[int, Captured],
@@ -60,7 +47,8 @@ def draw_images(
     depths = strip_depths(layer_count)
     for index, item in sorted(captured.items()):
         pictures.add(
-            urls.input_picture(index, ext), visuals.to_image(input_pixels(item.input, preprocess))
+            urls.input_picture(index, ext),
+            visuals.input_image(item.input, preprocess.mean, preprocess.std),
         )
         pictures.add(
             urls.strip_picture(index, ext), visuals.strip([item.layers[d].mean_map for d in depths])
@@ -80,12 +68,12 @@ def draw_layers(
 ) -> None:
     """Draw each layer's filter grid, filter-norm chart and channel chart."""
     ext = pictures.ext
-    for depth, (_info, module, stats, filters) in enumerate(
+    for depth, (info, module, stats, filters) in enumerate(
         zip(report.layers, modules, report.stats, report.filters, strict=True)
     ):
         weights = output_filters(module)[:FILTERS_SHOWN]
         duplicate = sorted({i for a, b, _ in filters.duplicates for i in (a, b)})
-        if weights.shape[1] == 3:
+        if info.rgb_filters:
             grid = visuals.filter_grid_rgb(weights, filters.dead, duplicate)
         else:
             grid = visuals.filter_grid_gray(weights, filters.dead, duplicate)

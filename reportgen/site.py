@@ -43,7 +43,6 @@ class SiteWriter:
     def __init__(self, out: Path) -> None:
         self.out = out.absolute()
         self.root: Path | None = None
-        self.written: list[str] = []
 
     def __enter__(self) -> SiteWriter:
         check_output(self.out)
@@ -67,10 +66,9 @@ class SiteWriter:
     def _target(self, rel: str) -> Path:
         assert self.root is not None, "SiteWriter used outside its with-block"
         target = (self.root / rel).resolve()
-        if not target.is_relative_to(self.root.resolve()) or rel.startswith("/"):
+        if not target.is_relative_to(self.root.resolve()):
             raise OutputError(f"refusing to write {rel!r} outside the output folder")
         target.parent.mkdir(parents=True, exist_ok=True)
-        self.written.append(rel)
         return target
 
     def write_bytes(self, rel: str, data: bytes) -> None:

@@ -9,6 +9,7 @@ links become fragment links; the :class:`Linker` hides that difference from page
 from __future__ import annotations
 
 import base64
+import dataclasses
 import posixpath
 from dataclasses import dataclass
 
@@ -86,8 +87,6 @@ class Linker:
         if self.single_file:
             return "#" + (self.anchor(fragment, target) if fragment else section_id(target))
         url = relative(self.page, target)
-        if target == self.page:
-            url = posixpath.basename(target)
         return f"{url}#{fragment}" if fragment else url
 
     def anchor(self, local: str, page: str | None = None) -> str:
@@ -103,4 +102,4 @@ class Linker:
         return relative(self.page, asset)
 
     def for_page(self, page: str) -> Linker:
-        return Linker(page, self.single_file, self.inline, self.mime)
+        return dataclasses.replace(self, page=page)

@@ -31,8 +31,15 @@ TILE_TARGET = 64
 FILTER_TARGET = 40
 BAR_COLOR = "#4c72b0"
 STRONG_MARK = "#2ca02c"
-DEAD_MARK = "#d62728"
-DUPLICATE_MARK = "#ff7f0e"
+
+
+def _hex(color: Color) -> str:
+    return "#" + "".join(f"{c:02x}" for c in color)
+
+
+# Charts mark dead and duplicate filters in the same colours as the filter-grid frames.
+DEAD_MARK = _hex(DEAD_COLOR)
+DUPLICATE_MARK = _hex(DUPLICATE_COLOR)
 
 
 @lru_cache(maxsize=8)
@@ -100,6 +107,14 @@ def to_image(pixels: torch.Tensor) -> Image.Image:
     return Image.fromarray(array, mode="RGB" if array.ndim == 3 else "L")
 
 
+def input_image(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> Image.Image:
+    """Undo normalization: a ``[C, H, W]`` model input becomes the picture the model saw."""
+    shift = torch.tensor(mean, device=tensor.device)[:, None, None]
+    scale = torch.tensor(std, device=tensor.device)[:, None, None]
+    pixels = (tensor * scale + shift).clamp(0, 1).mul(255).round().to(torch.uint8)
+    return to_image(pixels.expand(3, -1, -1).permute(1, 2, 0))
+
+
 def grid_columns(count: int) -> int:
     return max(1, math.ceil(math.sqrt(count)))
 
@@ -158,9 +173,9 @@ def filter_grid_rgb(
     low = flat.amin(dim=1, keepdim=True)
     span = (flat.amax(dim=1, keepdim=True) - low).clamp_min(1e-30)
     unit = ((flat - low) / span).reshape(weights.shape)
-    pixels = (unit * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+    levels = (unit * 255.0).round().to(torch.uint8)
     factor = upscale_factor(height, width, FILTER_TARGET)
-    pixels = _upscale(pixels.permute(0, 3, 1, 2), factor).permute(0, 2, 3, 1)
+    pixels = _upscale(levels, factor).permute(0, 2, 3, 1)
     return to_image(tile(pixels, grid_columns(count), _frames(count, dead, duplicate)))
 
 
