@@ -11,8 +11,22 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import base64
+import hashlib
+
 import jinja2
 from markupsafe import Markup
+
+# Pages run no script, load nothing from the network, and take styles and images only
+# from the site itself (or, in single-file mode, from the one hashed <style> and data URIs).
+_CSP = "default-src 'none'; img-src {img}; style-src {style}; base-uri 'none'; form-action 'none'"
+CSP_MULTI_PAGE = _CSP.format(img="'self'", style="'self'")
+
+
+def csp_single_file(style: str) -> str:
+    """Return the policy of a single-file page whose only style is the ``<style>`` text given."""
+    digest = base64.b64encode(hashlib.sha256(style.encode("utf-8")).digest()).decode("ascii")
+    return _CSP.format(img="data:", style=f"'sha256-{digest}'")
 
 
 def templates_dir() -> Path:
@@ -46,13 +60,15 @@ def stylesheet() -> str:
 
 def render_page(page: object) -> str:
     """Render one page of a multi-page site."""
-    return environment().get_template("page.html").render(page=page)
+    return environment().get_template("page.html").render(page=page, csp=CSP_MULTI_PAGE)
 
 
 def render_single(pages: Sequence[object], title: str, css: str) -> str:
     """Render every page as a section of one self-contained document."""
     # The stylesheet is featreport's own packaged file, never user text: trusted, unescaped.
-    trusted_css = Markup(css)
+    style = f"\n{css}\n"
     return (
-        environment().get_template("single.html").render(pages=pages, title=title, css=trusted_css)
+        environment()
+        .get_template("single.html")
+        .render(pages=pages, title=title, style=Markup(style), csp=csp_single_file(style))
     )
