@@ -63,6 +63,16 @@ def main() -> None:
     metavar="W",
     help="DEFAULT or a torchvision weight set (IMAGENET1K_V1), none (untrained), or a .pth/.pt state dict.",
 )
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Take the weights from a pickled model or TorchScript file. Unpickling runs code: only for files you trust.",
+)
+@click.option(
+    "--output-key",
+    metavar="KEY",
+    help="Where the logits are in the model's output: a dict key, namedtuple field or tuple index  [default: the tensor; a dict's 'logits'; a tuple's first item].",
+)
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for untrained weights.")
 @click.option(
     "--classes",

@@ -22,6 +22,8 @@ class BuildConfig:
     images: Path
     out: Path = Path("featreport-site")
     weights: str = "DEFAULT"
+    allow_pickle: bool = False
+    output_key: str | None = None
     seed: int = 0
     classes_file: Path | None = None
     labels_file: Path | None = None

@@ -68,36 +68,88 @@ def _batches(
     yield from loader
 
 
-def pick_logits(output: object) -> torch.Tensor:
-    """Find the class logits in a model's output: a tensor, the first of a tuple, or a dict's."""
-    if isinstance(output, torch.Tensor):
-        logits = output
+def _kind(output: object) -> str:
+    if isinstance(output, tuple) and hasattr(output, "_fields"):
+        return f"namedtuple {type(output).__name__}"
+    return type(output).__name__
+
+
+def _part(output: object, key: str) -> tuple[object, str]:
+    """Take the ``--output-key`` part of an output: a dict key, a field or attribute, an index."""
+    if isinstance(output, Mapping):
+        if key in output:
+            return output[key], f"the {key!r} entry of the returned {_kind(output)}"
+        raise ModelError(
+            f"--output-key {key!r} is not among the keys of the model's output "
+            f"({', '.join(map(str, output))})"
+        )
+    if isinstance(output, (tuple, list)):
+        fields = getattr(output, "_fields", ())
+        if key in fields:
+            return getattr(output, key), f"field {key!r} of the returned {_kind(output)}"
+        try:
+            index = int(key)
+            return output[index], f"item {index} of the returned {_kind(output)}"
+        except (ValueError, IndexError):
+            names = f"fields {', '.join(fields)} or " if fields else ""
+            raise ModelError(
+                f"--output-key {key!r} does not pick from the model's {_kind(output)} of "
+                f"{len(output)} items; pass {names}an index from 0 to {len(output) - 1}"
+            ) from None
+    if not isinstance(output, torch.Tensor) and hasattr(output, key):
+        return getattr(output, key), f"attribute {key!r} of the returned {_kind(output)}"
+    raise ModelError(
+        f"--output-key {key!r} was given, but the model returns a {_kind(output)} "
+        "with no such part; leave --output-key out"
+    )
+
+
+def pick_logits(output: object, key: str | None = None) -> tuple[torch.Tensor, str]:
+    """Find the class logits in a model's output, and say where they were found.
+
+    Without ``key``: a tensor itself, a dict's ``logits`` entry (or its only entry), or
+    the first item of a tuple, list or namedtuple. With ``key`` (``--output-key``): that
+    dict key, namedtuple field or attribute, or that index of a tuple.
+    """
+    if key is not None:
+        logits, where = _part(output, key)
+    elif isinstance(output, torch.Tensor):
+        logits, where = output, "the output tensor"
     elif isinstance(output, Mapping):
         if "logits" in output:
-            logits = output["logits"]
+            logits, where = output["logits"], f"the 'logits' entry of the returned {_kind(output)}"
         elif len(output) == 1:
-            logits = next(iter(output.values()))
+            (only,) = output
+            logits, where = (
+                output[only],
+                f"the only entry, {only!r}, of the returned {_kind(output)}",
+            )
         else:
             raise ModelError(
-                f"the model returned a dict with keys {', '.join(map(str, output))}; "
-                "featreport takes the 'logits' key or a dict with a single entry"
+                f"the model returned a {_kind(output)} with keys {', '.join(map(str, output))} "
+                "and none is called 'logits'; name the one that holds the logits with --output-key"
             )
     elif isinstance(output, (tuple, list)) and output:
-        return pick_logits(output[0])
+        fields = getattr(output, "_fields", ())
+        first = f"field {fields[0]!r} (the first)" if fields else "item 0"
+        logits, where = output[0], f"{first} of the returned {_kind(output)}"
     else:
         raise ModelError(
-            f"the model returned {type(output).__name__}; featreport needs class logits"
+            f"the model returned {_kind(output)}; featreport needs class logits "
+            "(a tensor, or a tuple or dict holding one: see --output-key)"
         )
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else _kind(logits)
         raise ModelError(
-            f"the model's output has shape {shape}; featreport needs classification logits "
-            "of shape [batch, classes]"
+            f"the model's logits, taken from {where}, have shape {shape}; featreport needs "
+            "classification logits of shape [batch, classes] (choose another part with --output-key)"
         )
-    return logits
+    return logits, where
 
 
-def _forward(recorder: ConvRecorder, batch: torch.Tensor, names: list[str]) -> torch.Tensor:
+def _forward(
+    recorder: ConvRecorder, batch: torch.Tensor, names: list[str], key: str | None
+) -> tuple[torch.Tensor, str]:
     try:
         output = recorder.forward(batch)
     except Exception as exc:
@@ -107,7 +159,7 @@ def _forward(recorder: ConvRecorder, batch: torch.Tensor, names: list[str]) -> t
             f"{len(names)} image(s) {shown}, input shape {tuple(batch.shape)}; check --input-size "
             "and that the model takes one image tensor"
         ) from None
-    return pick_logits(output)
+    return pick_logits(output, key)
 
 
 @dataclass(frozen=True)
@@ -122,6 +174,7 @@ class InferenceResult:
     calls_per_forward: tuple[int, ...]
     not_called: tuple[str, ...]
     num_classes: int
+    logits_from: str  # where in the model's output the logits were found
 
 
 def run_inference(
@@ -137,6 +190,7 @@ def run_inference(
     top: list[tuple[tuple[int, float], ...] | None] = [None] * len(files)
     skipped: list[Skipped] = []
     num_classes = 0
+    logits_from = ""
 
     def sink(index: int, output: torch.Tensor) -> None:
         accumulators[index].update(output)
@@ -147,8 +201,11 @@ def run_inference(
         ):
             skipped.extend(Skipped(files[i].rel, reason) for i, reason in bad)
             if batch is not None:
-                logits = _forward(
-                    recorder, batch.to(loaded.device), [files[i].rel for i in indices]
+                logits, logits_from = _forward(
+                    recorder,
+                    batch.to(loaded.device),
+                    [files[i].rel for i in indices],
+                    loaded.output_key,
                 )
                 num_classes = int(logits.shape[1])
                 probs = torch.softmax(logits.float(), dim=1)
@@ -174,6 +231,7 @@ def run_inference(
         calls_per_forward=tuple(recorder.calls_per_forward[i] for i in order),
         not_called=tuple(name for i, (name, _) in enumerate(layers) if i not in called),
         num_classes=num_classes,
+        logits_from=logits_from,
     )
 
 
@@ -236,7 +294,12 @@ def capture_maps(
                 raise InferenceError(f"{files[bad[0][0]].rel} could not be read again: {bad[0][1]}")
             current[:] = batch_indices
             inputs.update(zip(batch_indices, batch, strict=True))
-            _forward(recorder, batch.to(loaded.device), [files[i].rel for i in batch_indices])
+            _forward(
+                recorder,
+                batch.to(loaded.device),
+                [files[i].rel for i in batch_indices],
+                loaded.output_key,
+            )
             progress(len(batch_indices))
     return {
         i: Captured(inputs[i], tuple(m for m in maps if m is not None))

@@ -6,8 +6,11 @@ import difflib
 import hashlib
 import importlib
 import importlib.util
+import pickle
+import re
 import sys
 import traceback
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +77,7 @@ class LoadedModel:
     preprocess: Preprocess
     device: torch.device
     parameters: int
+    output_key: str | None = None  # which part of the model's output holds the logits
 
 
 def resolve_device(name: str) -> torch.device:
@@ -186,18 +190,91 @@ def unwrap_state_dict(obj: Any, source: str) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_weights_file(module: nn.Module, path: Path) -> None:
-    """Load a state-dict file into ``module``, naming missing and unexpected keys."""
-    if not path.is_file():
-        raise WeightsError(f"--weights {path}: no such file; pass a .pth/.pt state dict")
+def _is_torchscript(path: Path) -> bool:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _read_checkpoint(path: Path, allow_pickle: bool) -> tuple[Any, str]:
+    """Read a weights file; pickles and TorchScript only with ``allow_pickle``."""
+    refuse = (
+        "Unpickling runs code, so featreport does not do it unless you pass --allow-pickle "
+        "for a file you trust; or save a plain state dict with "
+        "torch.save(model.state_dict(), path)"
+    )
+    if _is_torchscript(path):
+        if not allow_pickle:
+            raise WeightsError(
+                f"--weights {path} is a TorchScript archive, not a state dict. {refuse}"
+            )
+        try:
+            scripted = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise WeightsError(
+                f"--weights {path}: TorchScript could not load it ({short_error(exc)})"
+            ) from None
+        return scripted.state_dict(), "TorchScript archive, read with --allow-pickle"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), ""
+    except pickle.UnpicklingError as exc:
+        if not allow_pickle:
+            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            what = f" (it holds a {found.group(1)} object)" if found else ""
+            raise WeightsError(
+                f"--weights {path} is a pickled Python object{what}, not a plain state dict. {refuse}"
+            ) from None
     except Exception as exc:
         raise WeightsError(
             f"--weights {path} cannot be read as a state dict ({short_error(exc)}); "
             "save it with torch.save(model.state_dict(), path)"
         ) from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise WeightsError(
+            f"--weights {path} could not be unpickled ({short_error(exc)})"
+        ) from None
+    if isinstance(obj, nn.Module):
+        return obj.state_dict(), f"pickled {type(obj).__name__}, read with --allow-pickle"
+    return obj, "pickle, read with --allow-pickle"
+
+
+def _fit_prefix(
+    state: dict[str, torch.Tensor], wanted: set[str], path: Path
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Strip the prefix a training wrapper adds (Lightning's ``model.``) when that makes keys fit."""
+    if set(state) == wanted:
+        return state, ""
+    fits = []
+    for prefix in sorted({k.split(".", 1)[0] + "." for k in state if "." in k}):
+        part = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        if set(part) == wanted:
+            fits.append((prefix, part))
+    if len(fits) > 1:
+        raise WeightsError(
+            f"--weights {path} holds several copies of the model's weights, under "
+            f"{' and '.join(repr(p) for p, _ in fits)}; save the one you want as its own state dict"
+        )
+    if not fits:
+        return state, ""
+    prefix, part = fits[0]
+    ignored = len(state) - len(part)
+    note = f"key prefix {prefix!r} removed" + (
+        f", {ignored} other entries ignored" if ignored else ""
+    )
+    return part, note
+
+
+def load_weights_file(module: nn.Module, path: Path, allow_pickle: bool = False) -> str:
+    """Load a weights file into ``module``, naming missing and unexpected keys; describe how."""
+    if not path.is_file():
+        raise WeightsError(f"--weights {path}: no such file; pass a .pth/.pt state dict")
+    obj, how = _read_checkpoint(path, allow_pickle)
     state = unwrap_state_dict(obj, str(path))
+    state, fitted = _fit_prefix(state, set(module.state_dict()), path)
     try:
         result = module.load_state_dict(state, strict=False)
     except RuntimeError as exc:
@@ -213,6 +290,7 @@ def load_weights_file(module: nn.Module, path: Path) -> None:
             f"--weights {path} does not match the model: missing keys: "
             f"{listing(result.missing_keys)}; unexpected keys: {listing(result.unexpected_keys)}"
         )
+    return "; ".join(n for n in (how, fitted) if n)
 
 
 def _torchvision_weights(name: str, weights: str) -> tv_api.WeightsEnum:
@@ -369,8 +447,8 @@ def load_model(config: BuildConfig) -> LoadedModel:
                 categories = None
 
     if is_file_weights:
-        load_weights_file(module, Path(weights_arg))
-        weights_desc = f"state dict from {weights_arg}"
+        how = load_weights_file(module, Path(weights_arg), config.allow_pickle)
+        weights_desc = f"state dict from {weights_arg}" + (f" ({how})" if how else "")
 
     channels = input_channels(module)
     user_preprocess = config.input_size or config.mean or config.std
@@ -402,4 +480,5 @@ def load_model(config: BuildConfig) -> LoadedModel:
         preprocess=preprocess,
         device=device,
         parameters=sum(p.numel() for p in module.parameters()),
+        output_key=config.output_key,
     )

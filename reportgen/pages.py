@@ -279,6 +279,7 @@ def index_page(b: Builder) -> IndexPage:
         Fact("Conv layers", f"{len(r.layers)} hooked, in forward order"),
         Fact("Input", f"{m.channels} × {m.input_size} × {m.input_size}"),
         Fact("Preprocessing", f"{m.preprocessing} (from {m.preprocessing_source})"),
+        Fact("Logits", m.logits_from),
         Fact("Device", m.device),
         Fact("Class names", m.class_source),
     ]

@@ -142,6 +142,7 @@ def build(config: BuildConfig, echo: Echo | None = None) -> Path:
             input_size=preprocess.crop,
             channels=preprocess.channels,
             class_source=names_source,
+            logits_from=result.logits_from,
         ),
         versions=versions(),
         images_root=str(config.images),

@@ -6,13 +6,12 @@ template breaks the build instead of leaving a blank on the page.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-
-import base64
-import hashlib
 
 import jinja2
 from markupsafe import Markup

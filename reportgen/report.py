@@ -27,6 +27,7 @@ class ModelFacts:
     input_size: int
     channels: int
     class_source: str
+    logits_from: str
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def to_json(report: Report) -> str:
             "parameters": report.model.parameters,
             "device": report.model.device,
             "preprocessing": report.model.preprocessing,
+            "logits": report.model.logits_from,
             "conv_layers": len(report.layers),
             "conv_layers_not_called": list(report.not_called),
         },

@@ -119,3 +119,46 @@ class SlowNet(TinyNet):
             pathlib.Path(marker).touch()  # tells the test that inference is under way
         time.sleep(0.4)
         return super().forward(x)
+
+
+class MixedConvNet(nn.Module):
+    """Every kind of conv: plain, grouped, depthwise, 1×1 and transposed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plain = nn.Conv2d(3, 8, 3, padding=1)
+        self.grouped = nn.Conv2d(8, 8, 3, padding=1, groups=4)
+        self.depthwise = nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8)
+        self.pointwise = nn.Conv2d(8, 6, 1)
+        self.up = nn.ConvTranspose2d(6, 4, 2, stride=2)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in (self.plain, self.grouped, self.depthwise, self.pointwise, self.up):
+            x = torch.relu(conv(x))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class ChannelsLastNet(TinyNet):
+    """TinyNet whose weights and activations are in channels_last memory format."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.contiguous(memory_format=torch.channels_last))
+
+
+class ScoresNet(TinyNet):
+    """Returns a dict without a 'logits' key: --output-key must say which entry."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return {"embedding": x.mean(dim=(2, 3)), "scores": super().forward(x)}
+
+
+class PairNet(TinyNet):
+    """Returns (features, logits): the logits are the second item."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return x.mean(dim=(2, 3)), super().forward(x)

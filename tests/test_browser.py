@@ -10,6 +10,7 @@ each page kind go to ``test-artifacts/screenshots/`` (or ``$FEATREPORT_ARTIFACTS
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = os.environ.get("FEATREPORT_REQUIRE_TOOLS") == "1"
 ARTIFACTS = Path(os.environ.get("FEATREPORT_ARTIFACTS", ROOT / "test-artifacts")) / "screenshots"
 # One awkward file name, so that escaping is exercised in every attribute and text node.
-AWKWARD = "café <b>&\"x\"'.png"
+AWKWARD = 'café <b>&"x"\'.png'
 
 
 def chromium() -> str | None:
@@ -79,7 +80,7 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def pages(sites: dict[str, Path]) -> list[Path]:
-    return sorted(sites["site"].rglob("*.html")) + [sites["single"] / "index.html"]
+    return [*sorted(sites["site"].rglob("*.html")), sites["single"] / "index.html"]
 
 
 def kind(page: Path) -> str:
@@ -135,7 +136,7 @@ def outline_problems(page: Path) -> list[str]:
     levels = outline.headings
     if not levels or levels[0] != 1:
         problems.append(f"the first heading is not an h1: {levels[:3]}")
-    skips = [(a, b) for a, b in zip(levels, levels[1:], strict=False) if b > a + 1]
+    skips = [(a, b) for a, b in itertools.pairwise(levels) if b > a + 1]
     if skips:
         problems.append(f"heading levels skip: {skips[:3]}")
     policy = outline.csp or ""
@@ -219,16 +220,20 @@ def browser_problems(browser: object, page_path: Path, screenshot: Path | None =
     problems: list[str] = []
     page.on(
         "console",
-        lambda m: problems.append(f"console {m.type}: {m.text[:200]}")
-        if m.type in ("error", "warning")
-        else None,
+        lambda m: (
+            problems.append(f"console {m.type}: {m.text[:200]}")
+            if m.type in ("error", "warning")
+            else None
+        ),
     )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on(
         "request",
-        lambda r: problems.append(f"request off disk: {r.url[:120]}")
-        if not r.url.startswith(("file:", "data:"))
-        else None,
+        lambda r: (
+            problems.append(f"request off disk: {r.url[:120]}")
+            if not r.url.startswith(("file:", "data:"))
+            else None
+        ),
     )
     page.goto(page_path.as_uri())
     broken = page.evaluate(LOAD_EVERY_IMAGE)
@@ -306,9 +311,7 @@ def test_axe_finds_no_serious_or_critical_violations(
         # DevTools evaluation is outside the page's policy, so axe runs under the strict CSP;
         # preload off keeps axe from fetching the stylesheet itself.
         page.evaluate(axe_base.AXE_SCRIPT)
-        result = page.evaluate(
-            "axe.run(document, {resultTypes: ['violations'], preload: false})"
-        )
+        result = page.evaluate("axe.run(document, {resultTypes: ['violations'], preload: false})")
         page.close()
         found += [
             f"{path.name}: {v['id']} ({v['impact']}) at {v['nodes'][0]['target']}"

@@ -327,3 +327,12 @@ def test_report_json_fields_are_all_documented(tmp_path: Path) -> None:
 
 
 OPAQUE = {"generator", "definitions"}  # maps whose keys are data, documented as a whole
+
+
+def test_the_options_table_lists_every_option() -> None:
+    from reportgen.cli import build
+
+    options = {o for p in build.params for o in p.opts if o.startswith("--")} - {"--help"}
+    section = README.read_text(encoding="utf-8").split("## Options", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(--[a-z-]+)", section))
+    assert options == documented
