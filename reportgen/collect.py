@@ -115,6 +115,13 @@ def load_image(path: Path, mode: str) -> Image.Image | str:
                 upright = _to_8bit(upright)
                 if upright.mode == "P" and "transparency" in upright.info:
                     upright = upright.convert("RGBA")
+                if upright.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+                    # Transparent pixels hold arbitrary colours (often black): show them
+                    # the way a browser shows the image on a white page.
+                    upright = Image.alpha_composite(
+                        Image.new("RGBA", upright.size, (255, 255, 255, 255)),
+                        upright.convert("RGBA"),
+                    )
                 return upright.convert(mode)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return f"refused: too many pixels, possibly a decompression bomb ({exc})"

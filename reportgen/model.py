@@ -220,9 +220,15 @@ def _read_checkpoint(path: Path, allow_pickle: bool) -> tuple[Any, str]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True), ""
     except pickle.UnpicklingError as exc:
+        # torch wraps every refusal alike; a pickled object shows as a GLOBAL it would import.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            raise WeightsError(
+                f"--weights {path} cannot be read as a state dict (not a file torch.save wrote); "
+                "save it with torch.save(model.state_dict(), path)"
+            ) from None
         if not allow_pickle:
-            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-            what = f" (it holds a {found.group(1)} object)" if found else ""
+            what = f" (it holds a {found.group(1)} object)"
             raise WeightsError(
                 f"--weights {path} is a pickled Python object{what}, not a plain state dict. {refuse}"
             ) from None

@@ -7,6 +7,7 @@ marker file (or is empty); anything else is refused untouched.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -33,8 +34,20 @@ def check_output(out: Path) -> None:
         raise OutputError(
             f"the folder {parent} that should hold --out does not exist; create it first"
         )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write in {parent}; choose an --out in a folder you can write to")
+    # Try, rather than read permission bits: root, ACLs and read-only mounts all disagree with them.
+    try:
+        probe = tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=parent)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write in {parent} ({exc.strerror or exc}); "
+            "choose an --out in a folder you can write to"
+        ) from None
+    Path(probe).rmdir()
+    # Replacing a site moves it aside, which needs write access to the folder itself.
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"cannot replace --out {out}: it is not writable; fix its permissions or choose another --out"
+        )
 
 
 class SiteWriter:
@@ -72,10 +85,18 @@ class SiteWriter:
         return target
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        self._target(rel).write_bytes(data)
+        target = self._target(rel)
+        try:
+            target.write_bytes(data)
+        except OSError as exc:
+            hint = "free some space" if exc.errno == errno.ENOSPC else "check the disk"
+            raise OutputError(
+                f"could not write {rel} beside --out {self.out} ({exc.strerror or exc}); "
+                f"{hint} and build again. The previous site, if any, is unchanged"
+            ) from None
 
     def write_text(self, rel: str, text: str) -> None:
-        self._target(rel).write_bytes(text.encode("utf-8"))
+        self.write_bytes(rel, text.encode("utf-8"))
 
     def publish(self) -> Path:
         """Move the finished site into place, replacing a previous featreport site."""
