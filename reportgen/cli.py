@@ -144,6 +144,7 @@ def main() -> None:
     "--open", "open_browser", is_flag=True, help="Open the report in a browser when done."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or warnings.")
+@click.option("--profile", is_flag=True, help="Print the seconds each build stage took, to stderr.")
 def build(**options: object) -> None:
     """Run a CNN over a folder of images and write an HTML report of what it sees."""
     signal.signal(signal.SIGTERM, _terminate)

@@ -39,3 +39,4 @@ class BuildConfig:
     single_file: bool = False
     open_browser: bool = False
     quiet: bool = False
+    profile: bool = False

@@ -20,8 +20,12 @@ from .errors import InferenceError, ModelError, short_error
 from .hooks import ConvInfo, ConvRecorder
 from .model import LoadedModel, Preprocess
 from .stats import ChannelAccumulator, LayerStats
+from .timing import Timings
 
 TOP_K = 5
+DECODE = "pass 1: decode and preprocess"
+FORWARD = "pass 1: forward pass"
+STATS = "pass 1: statistics in hooks"
 
 Progress = Callable[[int], None]
 
@@ -184,8 +188,10 @@ def run_inference(
     batch_size: int,
     strongest: int,
     progress: Progress,
+    timings: Timings | None = None,
 ) -> InferenceResult:
     """Predict every image and reduce every hooked layer's output to channel statistics."""
+    clock = timings if timings is not None else Timings()
     accumulators = [ChannelAccumulator() for _ in layers]
     top: list[tuple[tuple[int, float], ...] | None] = [None] * len(files)
     skipped: list[Skipped] = []
@@ -193,20 +199,28 @@ def run_inference(
     logits_from = ""
 
     def sink(index: int, output: torch.Tensor) -> None:
-        accumulators[index].update(output)
+        with clock.stage(STATS):
+            accumulators[index].update(output)
 
+    batches = iter(_batches(files, range(len(files)), loaded.preprocess, batch_size))
     with ConvRecorder(loaded.module, layers, sink) as recorder, torch.inference_mode():
-        for indices, batch, bad in _batches(
-            files, range(len(files)), loaded.preprocess, batch_size
-        ):
+        while True:
+            with clock.stage(DECODE):
+                item = next(batches, None)
+            if item is None:
+                break
+            indices, batch, bad = item
             skipped.extend(Skipped(files[i].rel, reason) for i, reason in bad)
             if batch is not None:
-                logits, logits_from = _forward(
-                    recorder,
-                    batch.to(loaded.device),
-                    [files[i].rel for i in indices],
-                    loaded.output_key,
-                )
+                in_hooks = clock.seconds.get(STATS, 0.0)
+                with clock.stage(FORWARD):
+                    logits, logits_from = _forward(
+                        recorder,
+                        batch.to(loaded.device),
+                        [files[i].rel for i in indices],
+                        loaded.output_key,
+                    )
+                clock.add(FORWARD, in_hooks - clock.seconds.get(STATS, 0.0))
                 num_classes = int(logits.shape[1])
                 probs = torch.softmax(logits.float(), dim=1)
                 values, classes = probs.topk(min(TOP_K, num_classes), dim=1)

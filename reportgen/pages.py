@@ -548,7 +548,7 @@ def filter_view(b: Builder, linker: Linker, depth: int) -> FilterView:
         ),
         norm_chart=b.picture(
             linker,
-            urls.norm_chart_picture(depth, b.ext),
+            urls.norm_chart_picture(depth),
             f"Weight L2 norm of each of the {info.out_channels} filters of {info.name}",
         ),
         dead=index_list(filters.dead),
@@ -616,7 +616,7 @@ def layer_page(b: Builder, depth: int) -> LayerPage:
         filters=filter_view(b, linker, depth),
         chart=b.picture(
             linker,
-            urls.channel_chart_picture(depth, b.ext),
+            urls.channel_chart_picture(depth),
             f"Mean and maximum activation of each of the {info.out_channels} channels of {info.name}",
         ),
         dead=index_list(stats.dead_channels),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from PIL import Image
 from torch import nn
 
-from . import urls, visuals
+from . import charts, urls, visuals
 from .infer import Captured
 from .model import Preprocess
 from .pages import FILTERS_SHOWN, strip_depths
@@ -18,17 +21,49 @@ Write = Callable[[str, bytes], None]
 
 
 class Pictures:
-    """Encode pictures, pass them on to be written (or keep them to inline), and note sizes."""
+    """Encode pictures, pass them on to be written (or keep them to inline), and note sizes.
+
+    Encoding runs on a thread pool (Pillow releases the GIL while it encodes), so the
+    next grid is drawn while the last ones are compressed. Use it as a context manager:
+    leaving the block writes every picture, in the order they were added.
+    """
 
     def __init__(self, write: Write, image_format: str, inline: bool) -> None:
         self.write = write
         self.ext = image_format
         self.sizes: dict[str, tuple[int, int]] = {}
         self.inline: dict[str, bytes] | None = {} if inline else None
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+        self._pending: deque[tuple[str, Future[bytes], tuple[int, int]]] = deque()
+
+    def __enter__(self) -> Pictures:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.flush()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def add(self, path: str, image: Image.Image) -> None:
-        data = visuals.encode(image, self.ext)
         self.sizes[path] = image.size
+        self._pending.append((path, self._pool.submit(visuals.encode, image, self.ext), image.size))
+        while len(self._pending) > 64:  # bound the pictures held in memory
+            self._write_oldest()
+
+    def flush(self) -> None:
+        """Wait for every picture added so far and hand it to the writer."""
+        while self._pending:
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        path, future, size = self._pending.popleft()
+        self._keep(path, future.result(), size)
+
+    def add_svg(self, path: str, svg: str) -> None:
+        self._keep(path, svg.encode("utf-8"), (charts.WIDTH, charts.HEIGHT))
+
+    def _keep(self, path: str, data: bytes, size: tuple[int, int]) -> None:
+        self.sizes[path] = size
         if self.inline is not None:
             self.inline[path] = data
         else:
@@ -78,14 +113,25 @@ def draw_layers(
         else:
             grid = visuals.filter_grid_gray(weights, filters.dead, duplicate)
         pictures.add(urls.filter_picture(depth, ext), grid)
-        pictures.add(
-            urls.norm_chart_picture(depth, ext),
-            visuals.norm_chart(filters.norms, filters.dead, duplicate),
+        pictures.add_svg(
+            urls.norm_chart_picture(depth),
+            charts.norm_chart(
+                filters.norms,
+                filters.dead,
+                duplicate,
+                visuals.DEAD_MARK,
+                visuals.DUPLICATE_MARK,
+            ),
         )
-        pictures.add(
-            urls.channel_chart_picture(depth, ext),
-            visuals.channel_chart(
-                stats.channel_mean, stats.channel_max, stats.dead_channels, stats.strongest_channels
+        pictures.add_svg(
+            urls.channel_chart_picture(depth),
+            charts.channel_chart(
+                stats.channel_mean,
+                stats.channel_max,
+                stats.dead_channels,
+                stats.strongest_channels,
+                visuals.DEAD_MARK,
+                visuals.STRONG_MARK,
             ),
         )
         progress(1)

@@ -32,6 +32,7 @@ from .report import ModelFacts, Report, to_json
 from .select import select
 from .site import SiteWriter, check_output
 from .stats import Prediction, accuracy, filter_stats
+from .timing import Timings
 from .urls import Linker
 
 Echo = Callable[[str], None]
@@ -104,13 +105,16 @@ def build(config: BuildConfig, echo: Echo | None = None) -> Path:
             "--examples must be 0 or more, --max-channels and --batch-size 1 or more"
         )
     check_output(config.out)
+    clock = Timings()
 
-    files, passed_over = collect_images(config.images, exclude=config.out)
-    loaded = load_model(config)
-    layers = find_conv_layers(loaded.module, config.layers)
+    with clock.stage("find image files"):
+        files, passed_over = collect_images(config.images, exclude=config.out)
+    with clock.stage("load model"):
+        loaded = load_model(config)
+        layers = find_conv_layers(loaded.module, config.layers)
     with progress_bar(len(files), config.quiet, "inference", "img") as progress:
         result = run_inference(
-            loaded, files, layers, config.batch_size, config.max_channels, progress
+            loaded, files, layers, config.batch_size, config.max_channels, progress, clock
         )
     names, names_source = class_names(config, loaded, result.num_classes)
     labels = resolve_labels(files, names, loaded.imagenet_classes, config.labels_file)
@@ -124,7 +128,10 @@ def build(config: BuildConfig, echo: Echo | None = None) -> Path:
     selection = select(predictions, config.examples)
     wanted = {i: False for row in selection.compare for i in (*row.wrong, *row.correct)}
     wanted.update(dict.fromkeys(selection.showcase, True))
-    with progress_bar(len(wanted), config.quiet, "feature maps", "img") as progress:
+    with (
+        progress_bar(len(wanted), config.quiet, "feature maps", "img") as progress,
+        clock.stage("pass 2: feature maps of selected images"),
+    ):
         captured = capture_maps(
             loaded, files, wanted, result, config.max_channels, config.batch_size, progress
         )
@@ -166,21 +173,36 @@ def build(config: BuildConfig, echo: Echo | None = None) -> Path:
 
     with SiteWriter(config.out) as site:
         pictures = Pictures(site.write_bytes, config.image_format, config.single_file)
-        with progress_bar(len(captured), config.quiet, "drawing maps", "img") as progress:
-            draw_images(pictures, captured, preprocess, len(report.layers), progress)
-        with progress_bar(len(report.layers), config.quiet, "drawing layers", "layer") as progress:
-            draw_layers(pictures, report, result.modules, progress)
-        linker = Linker(urls.INDEX, config.single_file, pictures.inline, f"image/{pictures.ext}")
-        pages = build_pages(Builder(report, pictures.sizes, pictures.ext, linker))
-        if config.single_file:
-            title = f"featreport: {report.model.name}"
-            site.write_text(urls.INDEX, render_single(pages, title, stylesheet()))
-        else:
-            site.write_text(urls.STYLE, stylesheet())
-            for page in pages:
-                site.write_text(page.chrome.path, render_page(page))
-        site.write_text("report.json", to_json(report))
-        out = site.publish()
+        with pictures:
+            with (
+                progress_bar(len(captured), config.quiet, "drawing maps", "img") as progress,
+                clock.stage("draw and encode feature maps"),
+            ):
+                draw_images(pictures, captured, preprocess, len(report.layers), progress)
+                pictures.flush()
+            with (
+                progress_bar(
+                    len(report.layers), config.quiet, "drawing layers", "layer"
+                ) as progress,
+                clock.stage("draw filters and charts"),
+            ):
+                draw_layers(pictures, report, result.modules, progress)
+                pictures.flush()
+        with clock.stage("render and write pages"):
+            linker = Linker(urls.INDEX, config.single_file, pictures.inline)
+            pages = build_pages(Builder(report, pictures.sizes, pictures.ext, linker))
+            if config.single_file:
+                title = f"featreport: {report.model.name}"
+                site.write_text(urls.INDEX, render_single(pages, title, stylesheet()))
+            else:
+                site.write_text(urls.STYLE, stylesheet())
+                for page in pages:
+                    site.write_text(page.chrome.path, render_page(page))
+            site.write_text("report.json", to_json(report))
+        with clock.stage("move the site into place"):
+            out = site.publish()
+    if config.profile:
+        click.echo(clock.table(), err=True)
 
     index = out / urls.INDEX
     if config.open_browser:

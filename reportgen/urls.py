@@ -12,12 +12,14 @@ import base64
 import dataclasses
 import posixpath
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 INDEX = "index.html"
 FILTERS = "filters.html"
 COMPARE = "compare.html"
 STYLE = "assets/style.css"
 MARKER = ".featreport-site"
+MIME = {".webp": "image/webp", ".png": "image/png", ".svg": "image/svg+xml"}
 
 
 def image_page(index: int) -> str:
@@ -56,12 +58,12 @@ def filter_picture(depth: int, ext: str) -> str:
     return f"img/filters/layer-{depth + 1:03d}.{ext}"
 
 
-def norm_chart_picture(depth: int, ext: str) -> str:
-    return f"img/charts/layer-{depth + 1:03d}-norms.{ext}"
+def norm_chart_picture(depth: int) -> str:
+    return f"img/charts/layer-{depth + 1:03d}-norms.svg"
 
 
-def channel_chart_picture(depth: int, ext: str) -> str:
-    return f"img/charts/layer-{depth + 1:03d}-channels.{ext}"
+def channel_chart_picture(depth: int) -> str:
+    return f"img/charts/layer-{depth + 1:03d}-channels.svg"
 
 
 def relative(from_page: str, target: str) -> str:
@@ -81,7 +83,6 @@ class Linker:
     page: str
     single_file: bool
     inline: dict[str, bytes] | None = None  # asset bytes by path, in single-file mode
-    mime: str = "image/webp"
 
     def href(self, target: str, fragment: str | None = None) -> str:
         if self.single_file:
@@ -98,7 +99,7 @@ class Linker:
     def src(self, asset: str) -> str:
         if self.single_file and self.inline is not None:
             data = base64.b64encode(self.inline[asset]).decode("ascii")
-            return f"data:{self.mime};base64,{data}"
+            return f"data:{MIME[PurePosixPath(asset).suffix]};base64,{data}"
         return relative(self.page, asset)
 
     def for_page(self, page: str) -> Linker:

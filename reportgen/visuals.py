@@ -1,24 +1,21 @@
 """Pictures: pure functions from tensors to PIL images, and the encoder.
 
 Grids are composed as arrays (normalize, colormap lookup, tile) in torch on the tensors'
-own device, so only finished 8-bit pixels move to the host. matplotlib draws charts
-only.
+own device, so only finished 8-bit pixels move to the host. matplotlib lends its
+colormaps only; charts are SVG (``charts.py``).
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image
 
 Color = tuple[int, int, int]
@@ -29,7 +26,6 @@ DUPLICATE_COLOR: Color = (255, 127, 14)
 FEATURE_CMAP = "viridis"
 TILE_TARGET = 64
 FILTER_TARGET = 40
-BAR_COLOR = "#4c72b0"
 STRONG_MARK = "#2ca02c"
 
 
@@ -204,75 +200,3 @@ def encode(image: Image.Image, image_format: str) -> bytes:
     else:
         image.save(buffer, format="PNG", optimize=False, compress_level=6)
     return buffer.getvalue()
-
-
-def _figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _figure_image(figure: Figure) -> Image.Image:
-    canvas = cast(FigureCanvasAgg, figure.canvas)
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
-    return Image.fromarray(rgba[..., :3].copy(), mode="RGB")
-
-
-def _bars(
-    values: Sequence[float],
-    colors: Mapping[str, Sequence[int]],
-    ylabel: str,
-    overlay: Sequence[float] | None = None,
-    overlay_label: str = "",
-) -> Image.Image:
-    """Draw one bar per channel as one filled polygon per colour.
-
-    A polygon per colour instead of a patch per bar: a layer of 2,048 channels draws in
-    milliseconds rather than seconds.
-    """
-    figure = _figure(9.0, 2.6)
-    axes = figure.add_axes((0.08, 0.2, 0.9, 0.72))
-    heights = np.asarray(values, dtype=np.float64)
-    # Each bar as two polygon vertices: x runs over the bar edges, y repeats the height.
-    xs = np.repeat(np.arange(len(heights) + 1) - 0.5, 2)[1:-1]
-    ys = np.repeat(heights, 2)
-    axes.fill_between(xs, 0.0, ys, color=BAR_COLOR, linewidth=0)
-    for color, indices in colors.items():
-        if len(indices):
-            mask = np.zeros(len(heights), dtype=bool)
-            mask[list(indices)] = True
-            axes.fill_between(xs, 0.0, ys, where=np.repeat(mask, 2), color=color, linewidth=0)
-    if overlay is not None:
-        axes.plot(
-            np.arange(len(heights)),
-            overlay,
-            ".",
-            markersize=2.5,
-            color="#555555",
-            label=overlay_label,
-        )
-        axes.legend(loc="upper right", fontsize=8, frameon=False)
-    axes.axhline(0.0, color="#888888", linewidth=0.6)
-    axes.set_xlim(-0.5, len(heights) - 0.5)
-    axes.set_xlabel("channel index", fontsize=9)
-    axes.set_ylabel(ylabel, fontsize=9)
-    axes.tick_params(labelsize=8)
-    for side in ("top", "right"):
-        axes.spines[side].set_visible(False)
-    return _figure_image(figure)
-
-
-def channel_chart(
-    means: Sequence[float], maxima: Sequence[float], dead: Sequence[int], strongest: Sequence[int]
-) -> Image.Image:
-    """Chart each channel's mean activation (bars) and maximum (dots), marking dead and strongest."""
-    marks = {STRONG_MARK: strongest, DEAD_MARK: dead}
-    return _bars(means, marks, "mean activation", maxima, "max")
-
-
-def norm_chart(
-    norms: Sequence[float], dead: Sequence[int], duplicate: Sequence[int]
-) -> Image.Image:
-    """Chart each filter's weight L2 norm, marking dead and near-duplicate filters."""
-    return _bars(norms, {DUPLICATE_MARK: duplicate, DEAD_MARK: dead}, "weight L2 norm")
