@@ -39,6 +39,7 @@ from reportgen.config import BuildConfig
 from reportgen.hooks import find_conv_layers
 from reportgen.infer import _batches
 from reportgen.model import load_model
+from reportgen.pictures import Pictures
 
 CLASSES = ("alpha", "beta", "gamma", "delta")
 
@@ -128,7 +129,9 @@ def stage_table(stderr: str) -> dict[str, float]:
 
 
 def showcased(site: Path, files: list[Path]) -> list[Path]:
-    indices = [int(p.stem.split("-")[1]) - 1 for p in sorted((site / "images").glob("image-*.html"))]
+    indices = [
+        int(p.stem.split("-")[1]) - 1 for p in sorted((site / "images").glob("image-*.html"))
+    ]
     return [files[i] for i in indices]
 
 
@@ -218,25 +221,33 @@ def main() -> None:
 
         files = [f.path for f in collect_images(images)[0]]
         shown = showcased(work / "site", files)[: args.tutorial_images]
-        tutorial = ours = 0.0
-        grids = 0
-        for path in shown:
-            for output in conv_outputs(config, path):
-                maps = output[0, :16].float()
-                start = time.perf_counter()
-                tutorial_grid(maps)
-                tutorial += time.perf_counter() - start
-                start = time.perf_counter()
-                featreport_grid(maps, "webp")
-                ours += time.perf_counter() - start
-                grids += 1
-        print(f"\n3. one 16-channel grid, {grids} grids ({len(shown)} images x conv layers)")
+        all_maps = [o[0, :16].float() for path in shown for o in conv_outputs(config, path)]
+        start = time.perf_counter()
+        for maps in all_maps:
+            tutorial_grid(maps)
+        tutorial = (time.perf_counter() - start) / len(all_maps)
+        start = time.perf_counter()
+        for maps in all_maps:
+            featreport_grid(maps, "webp")
+        serial = (time.perf_counter() - start) / len(all_maps)
+        # As a build renders them: drawn in torch on this thread, encoded on the pool.
+        start = time.perf_counter()
+        with Pictures(lambda path, data: None, "webp", inline=False) as pictures:
+            for i, maps in enumerate(all_maps):
+                pictures.add(f"grid-{i}.webp", visuals.feature_grid(maps))
+        pooled = (time.perf_counter() - start) / len(all_maps)
         print(
-            f"   tutorial (matplotlib figure per grid): {tutorial / grids * 1000:.1f} ms per grid, "
-            f"{tutorial:.1f} s in all"
+            f"\n3. one 16-channel grid, {len(all_maps)} grids ({len(shown)} images x conv layers)"
         )
-        print(f"   featreport (torch tiles, lossless webp): {ours / grids * 1000:.2f} ms per grid")
-        print(f"   speed-up per grid: {tutorial / ours:.0f}x (target at least 100x)")
+        print(f"   tutorial (a matplotlib figure per grid): {tutorial * 1000:.1f} ms per grid")
+        print(
+            f"   featreport, one grid after another: {serial * 1000:.2f} ms per grid "
+            f"({tutorial / serial:.0f}x)"
+        )
+        print(
+            f"   featreport as a build renders (encoding on {pictures._pool._max_workers} threads): "
+            f"{pooled * 1000:.2f} ms per grid ({tutorial / pooled:.0f}x; target at least 100x)"
+        )
 
         site_bytes = folder_size(work / "site")
         pages = len(list((work / "site" / "images").glob("*.html")))

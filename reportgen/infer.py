@@ -283,7 +283,9 @@ def capture_maps(
 
     def sink(depth: int, output: torch.Tensor) -> None:
         x = output.float()
-        mean_maps = x.mean(dim=1).cpu()
+        # Maps stay on the model's device: normalizing, colouring and tiling happen there,
+        # and only finished 8-bit pixels move to the host (visuals.to_image).
+        mean_maps = x.mean(dim=1)
         channel_means = x.mean(dim=(2, 3))
         order = torch.sort(channel_means, dim=1, descending=True, stable=True).indices
         top = order[:, : min(max_channels, x.shape[1])]
@@ -291,7 +293,7 @@ def capture_maps(
         gathered = None
         if full_rows:
             rows = torch.tensor(full_rows, device=x.device)
-            gathered = x[rows[:, None], top[rows]].cpu()
+            gathered = x[rows[:, None], top[rows]]
         for row, index in enumerate(current):
             maps = None
             if gathered is not None and row in full_rows:

@@ -19,6 +19,7 @@ MAX_STRIP_LAYERS = 16
 CONFUSION_LIMIT = 20
 FILTERS_SHOWN = 64
 MEAN_MAP_PX = 128
+GRID_PX = 256
 FILTER_GRID_PX = 240
 
 
@@ -166,6 +167,7 @@ class Builder:
             linker,
             urls.grid_picture(index, depth, self.ext),
             f"{count} strongest channels of {info.name} for {self.image_label(index)}",
+            at_least=GRID_PX,
         )
 
     def input_picture(self, linker: Linker, index: int) -> Picture:

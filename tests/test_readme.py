@@ -91,6 +91,7 @@ def resnet_state() -> dict[str, torch.Tensor]:
 def sandbox(tmp_path: Path, resnet_state: dict[str, torch.Tensor]) -> Path:
     """A working folder with a copy of examples/, a resnet18 file and a filled torch cache."""
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copytree(ROOT / "benchmarks", tmp_path / "benchmarks")
     torch.save(resnet_state, tmp_path / RESNET_FILE)
     cache = tmp_path / "torch-home" / "hub" / "checkpoints"
     cache.mkdir(parents=True)
@@ -289,7 +290,27 @@ def test_train(sandbox: Path) -> None:
     assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in committed.items()}
 
 
-RUNS_HERE = set(re.findall(r'\brun\("([\w-]+)"', Path(__file__).read_text(encoding="utf-8")))
+def test_benchmark(sandbox: Path) -> None:
+    # The README's command as written runs for minutes; here it runs as written with a
+    # small image set, to prove the script works and prints every figure it promises.
+    out = run(
+        "benchmark",
+        sandbox,
+        extra=" --images 8 --size 64 --input-size 64 --memory 8,12 --tutorial-images 1",
+    )
+    for needle in (
+        "1. floor",
+        "build / floor:",
+        "tutorial (a matplotlib figure per grid)",
+        "featreport as a build renders",
+        "site:",
+        "peak RSS at 12 images",
+        "12 vs 8 images",
+    ):
+        assert needle in out, needle
+
+
+RUNS_HERE = set(re.findall(r'\brun\(\s*"([\w-]+)"', Path(__file__).read_text(encoding="utf-8")))
 
 
 def test_report_json_fields_are_all_documented(tmp_path: Path) -> None:

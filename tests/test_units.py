@@ -12,8 +12,10 @@ from torch import nn
 
 from reportgen import urls, visuals
 from reportgen.collect import ImageFile, collect_images, load_image
+from reportgen.config import BuildConfig
 from reportgen.errors import LabelsError
 from reportgen.labels import LabelMatcher, read_class_names, resolve_labels
+from reportgen.pipeline import build
 from reportgen.select import select
 from reportgen.stats import ChannelAccumulator, Prediction, accuracy, filter_stats, output_filters
 
@@ -108,10 +110,15 @@ def test_accumulator_is_independent_of_batching() -> None:
     for chunk in (data[:3], data[3:4], data[4:]):
         parts.update(chunk)
     a, b = whole.finish(5), parts.finish(5)
-    assert a.channel_mean == pytest.approx(b.channel_mean, rel=1e-6)  # float32 batch means
-    assert a.channel_std == pytest.approx(b.channel_std, rel=1e-6)
-    assert a.channel_mean == pytest.approx(data.mean(dim=(0, 2, 3)).tolist(), rel=1e-5)
-    assert a.channel_std == pytest.approx(data.std(dim=(0, 2, 3), correction=0).tolist(), rel=1e-4)
+    assert a.channel_mean == pytest.approx(b.channel_mean, rel=1e-12)  # per-image sums
+    assert a.channel_mean == pytest.approx(data.double().mean(dim=(0, 2, 3)).tolist(), rel=1e-6)
+    assert a.channel_max == pytest.approx(data.amax(dim=(0, 2, 3)).tolist())
+    last = ChannelAccumulator()
+    last.update(data.contiguous(memory_format=torch.channels_last))
+    channels_last = last.finish(5)
+    assert channels_last.channel_mean == pytest.approx(a.channel_mean, rel=1e-6)
+    assert channels_last.channel_max == a.channel_max
+    assert channels_last.dead_channels == a.dead_channels
     assert a.dead_channels == b.dead_channels == (2,)
     assert 2 not in a.strongest_channels
     assert a.activation_max == pytest.approx(float(data.max()))
@@ -234,3 +241,45 @@ def test_gif_uses_its_first_frame(tmp_path: Path) -> None:
     assert isinstance(loaded, Image.Image)
     red, _, blue = loaded.getpixel((4, 4))
     assert red > 200 and blue < 50
+
+
+def test_only_finished_8bit_pixels_move_to_the_host(
+    tiny_config: BuildConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drawing path is device-agnostic: on CUDA, maps are normalized, coloured and tiled
+    on the GPU. On the CPU the same calls run, so record what .cpu() and .numpy() are given
+    while maps are captured and pictures drawn."""
+    import reportgen.pipeline as pipeline
+
+    moved: list[torch.dtype] = []
+    drawing = [False]
+    real_cpu, real_numpy = torch.Tensor.cpu, torch.Tensor.numpy
+
+    def cpu(self: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        if drawing[0]:
+            moved.append(self.dtype)
+        return real_cpu(self, *args, **kwargs)
+
+    def numpy(self: torch.Tensor, *args: object, **kwargs: object) -> object:
+        if drawing[0]:
+            moved.append(self.dtype)
+        return real_numpy(self, *args, **kwargs)
+
+    def recording(draw: object) -> object:
+        def wrapped(*args: object) -> object:
+            drawing[0] = True
+            try:
+                return draw(*args)  # type: ignore[operator]
+            finally:
+                drawing[0] = False
+
+        return wrapped
+
+    monkeypatch.setattr(torch.Tensor, "cpu", cpu)
+    monkeypatch.setattr(torch.Tensor, "numpy", numpy)
+    monkeypatch.setattr(pipeline, "capture_maps", recording(pipeline.capture_maps))
+    monkeypatch.setattr(pipeline, "draw_images", recording(pipeline.draw_images))
+    monkeypatch.setattr(pipeline, "draw_layers", recording(pipeline.draw_layers))
+    build(tiny_config)
+    assert moved, "nothing was drawn?"
+    assert set(moved) == {torch.uint8}
