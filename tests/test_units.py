@@ -188,10 +188,11 @@ def test_per_map_normalization_and_grid_shape() -> None:
     assert float(unit[2, 0, 0]) == 1.0
     image = visuals.feature_grid(maps)
     factor = visuals.upscale_factor(4, 4, visuals.TILE_TARGET)
-    cell = 4 * factor + 4  # tile plus a 2-px frame each side
+    cell = 4 * factor + 2  # tile plus a 1-px frame each side
     assert image.size == (2 * cell, 2 * cell)  # 3 maps on a 2×2 grid
     lut = visuals.colormap_lut(visuals.FEATURE_CMAP, torch.device("cpu"))
-    assert image.getpixel((2, 2)) == tuple(lut[0].tolist())  # lowest value of map 0
+    assert image.getpixel((1, 1)) == tuple(lut[0].tolist())  # lowest value of map 0
+    assert image.getpixel((0, 0)) == visuals.BACKGROUND
 
 
 def test_filter_grids_mark_dead_and_duplicates() -> None:
