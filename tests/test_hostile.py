@@ -318,12 +318,17 @@ def test_an_unwritable_out_gives_a_clear_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may replace a folder whatever its permissions")
-def test_a_site_that_cannot_be_replaced_is_refused_before_any_work(tmp_path: Path) -> None:
-    images = tmp_path / "images"
+def small_site(root: Path) -> tuple[Path, Path]:
+    """Build a site of two pictures in ``root``; return the image folder and the site."""
+    images = root / "images"
     for i in range(2):
         draw(images / "apple" / f"{i}.png", i)
-    site = tmp_path / "site"
-    build(tiny_config(images, site))
+    build(tiny_config(images, root / "site"))
+    return images, root / "site"
+
+
+def test_a_site_that_cannot_be_replaced_is_refused_before_any_work(tmp_path: Path) -> None:
+    images, site = small_site(tmp_path)
     before = tree(site)
     site.chmod(0o555)
     try:
@@ -338,11 +343,7 @@ def test_a_site_that_cannot_be_replaced_is_refused_before_any_work(tmp_path: Pat
 def test_a_full_disk_gives_a_clear_error_and_keeps_the_old_site(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    images = tmp_path / "images"
-    for i in range(2):
-        draw(images / "apple" / f"{i}.png", i)
-    out = tmp_path / "site"
-    build(tiny_config(images, out))
+    images, out = small_site(tmp_path)
     before = tree(out)
     real_write = Path.write_bytes
 

@@ -128,6 +128,17 @@ def shapes_build_command() -> str:
     return readme_blocks()["build"].text.split("&&")[-1].strip()
 
 
+def build_shapes_report(cwd: Path) -> None:
+    """Build shapes-report in ``cwd`` with the README's own command (quietly)."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    subprocess.run(
+        ["bash", "-c", shapes_build_command() + " -q"],
+        cwd=cwd,
+        env={**os.environ, "PATH": path},
+        check=True,
+    )
+
+
 def test_photos(sandbox: Path) -> None:
     out = run("photos", sandbox)
     site = sandbox / "photos-report"
@@ -183,15 +194,7 @@ def test_python_api(sandbox: Path) -> None:
 
 
 def test_zip(sandbox: Path) -> None:
-    subprocess.run(
-        ["bash", "-c", shapes_build_command() + " -q"],
-        cwd=sandbox,
-        env={
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        },
-        check=True,
-    )
+    build_shapes_report(sandbox)
     run("zip", sandbox)
     with zipfile.ZipFile(sandbox / "shapes-report.zip") as archive:
         names = set(archive.namelist())
@@ -317,15 +320,7 @@ def test_report_json_fields_are_all_documented(tmp_path: Path) -> None:
     """The README's report.json table names every field a report has, and no others."""
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     (tmp_path / "examples" / "shapes" / "images" / "notes.txt").write_text("not a picture")
-    subprocess.run(
-        ["bash", "-c", shapes_build_command() + " -q"],
-        cwd=tmp_path,
-        env={
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        },
-        check=True,
-    )
+    build_shapes_report(tmp_path)
     data = json.loads((tmp_path / "shapes-report" / "report.json").read_text(encoding="utf-8"))
 
     def fields(value: object, prefix: str) -> set[str]:
