@@ -317,7 +317,6 @@ def test_an_unwritable_out_gives_a_clear_error(tmp_path: Path) -> None:
     assert sorted(locked.iterdir()) == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may replace a folder whatever its permissions")
 def small_site(root: Path) -> tuple[Path, Path]:
     """Build a site of two pictures in ``root``; return the image folder and the site."""
     images = root / "images"
@@ -327,6 +326,7 @@ def small_site(root: Path) -> tuple[Path, Path]:
     return images, root / "site"
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may replace a folder whatever its permissions")
 def test_a_site_that_cannot_be_replaced_is_refused_before_any_work(tmp_path: Path) -> None:
     images, site = small_site(tmp_path)
     before = tree(site)
