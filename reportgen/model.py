@@ -269,7 +269,7 @@ def _fit_prefix(
     prefix, part = fits[0]
     ignored = len(state) - len(part)
     note = f"key prefix {prefix!r} removed" + (
-        f", {ignored} other entries ignored" if ignored else ""
+        f", {ignored} other {'entry' if ignored == 1 else 'entries'} ignored" if ignored else ""
     )
     return part, note
 

@@ -63,7 +63,7 @@ def test_lightning_and_dataparallel_checkpoints(images: Path, tmp_path: Path) ->
     torch.save(lightning, tmp_path / "epoch=3-step=120.ckpt")
     data = build(images, tmp_path / "lightning", weights=str(tmp_path / "epoch=3-step=120.ckpt"))
     assert data["layers"][0]["filter_norms"] == pytest.approx(first_norms(state), rel=1e-5)
-    assert "key prefix 'model.' removed, 1 other entries ignored" in data["model"]["weights"]
+    assert "key prefix 'model.' removed, 1 other entry ignored" in data["model"]["weights"]
 
     torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "dp.pth")
     data = build(images, tmp_path / "dp", weights=str(tmp_path / "dp.pth"))
