@@ -136,7 +136,11 @@ def pick_logits(output: object, key: str | None = None) -> tuple[torch.Tensor, s
     elif isinstance(output, (tuple, list)) and output:
         fields = getattr(output, "_fields", ())
         first = f"field {fields[0]!r} (the first)" if fields else "item 0"
-        logits, where = output[0], f"{first} of the returned {_kind(output)}"
+        where = f"{first} of the returned {_kind(output)}"
+        logits = output[0]
+        if isinstance(logits, (Mapping, tuple, list)):
+            logits, inner = pick_logits(logits)
+            where = f"{inner.replace('the returned ', '')}, in {where}"
     else:
         raise ModelError(
             f"the model returned {_kind(output)}; featreport needs class logits "

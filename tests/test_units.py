@@ -284,3 +284,14 @@ def test_only_finished_8bit_pixels_move_to_the_host(
     build(tiny_config)
     assert moved, "nothing was drawn?"
     assert set(moved) == {torch.uint8}
+
+
+def test_logits_are_found_in_nested_outputs_and_the_place_is_named() -> None:
+    from reportgen.infer import pick_logits
+
+    logits = torch.zeros(2, 3)
+    found, where = pick_logits(({"logits": logits, "aux": 1}, "extra"))
+    assert found is logits
+    assert where == "the 'logits' entry of dict, in item 0 of the returned tuple"
+    found, where = pick_logits(((logits, None), None))
+    assert found is logits and where == "item 0 of tuple, in item 0 of the returned tuple"
