@@ -245,7 +245,7 @@ def main() -> None:
             f"({tutorial / serial:.0f}x)"
         )
         print(
-            f"   featreport as a build renders (encoding on {pictures._pool._max_workers} threads): "
+            f"   featreport as a build renders (encoding on {pictures.workers} threads): "
             f"{pooled * 1000:.2f} ms per grid ({tutorial / pooled:.0f}x; target at least 100x)"
         )
 

@@ -108,12 +108,15 @@ def _part(output: object, key: str) -> tuple[object, str]:
     )
 
 
-def pick_logits(output: object, key: str | None = None) -> tuple[torch.Tensor, str]:
+def pick_logits(
+    output: object, key: str | None = None, owner: str = "the returned "
+) -> tuple[torch.Tensor, str]:
     """Find the class logits in a model's output, and say where they were found.
 
     Without ``key``: a tensor itself, a dict's ``logits`` entry (or its only entry), or
-    the first item of a tuple, list or namedtuple. With ``key`` (``--output-key``): that
-    dict key, namedtuple field or attribute, or that index of a tuple.
+    the first item of a tuple, list or namedtuple (looked into once more if it is itself
+    a dict or tuple). With ``key`` (``--output-key``): that dict key, namedtuple field or
+    attribute, or that index of a tuple. ``owner`` words the description of ``output``.
     """
     if key is not None:
         logits, where = _part(output, key)
@@ -121,12 +124,12 @@ def pick_logits(output: object, key: str | None = None) -> tuple[torch.Tensor, s
         logits, where = output, "the output tensor"
     elif isinstance(output, Mapping):
         if "logits" in output:
-            logits, where = output["logits"], f"the 'logits' entry of the returned {_kind(output)}"
+            logits, where = output["logits"], f"the 'logits' entry of {owner}{_kind(output)}"
         elif len(output) == 1:
             (only,) = output
             logits, where = (
                 output[only],
-                f"the only entry, {only!r}, of the returned {_kind(output)}",
+                f"the only entry, {only!r}, of {owner}{_kind(output)}",
             )
         else:
             raise ModelError(
@@ -136,11 +139,11 @@ def pick_logits(output: object, key: str | None = None) -> tuple[torch.Tensor, s
     elif isinstance(output, (tuple, list)) and output:
         fields = getattr(output, "_fields", ())
         first = f"field {fields[0]!r} (the first)" if fields else "item 0"
-        where = f"{first} of the returned {_kind(output)}"
+        where = f"{first} of {owner}{_kind(output)}"
         logits = output[0]
         if isinstance(logits, (Mapping, tuple, list)):
-            logits, inner = pick_logits(logits)
-            where = f"{inner.replace('the returned ', '')}, in {where}"
+            logits, inner = pick_logits(logits, owner="")
+            where = f"{inner}, in {where}"
     else:
         raise ModelError(
             f"the model returned {_kind(output)}; featreport needs class logits "
@@ -216,6 +219,7 @@ def run_inference(
             indices, batch, bad = item
             skipped.extend(Skipped(files[i].rel, reason) for i, reason in bad)
             if batch is not None:
+                # Hooks run inside the forward pass; their time counts as STATS, not FORWARD.
                 in_hooks = clock.seconds.get(STATS, 0.0)
                 with clock.stage(FORWARD):
                     logits, logits_from = _forward(

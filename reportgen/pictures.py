@@ -33,8 +33,9 @@ class Pictures:
         self.ext = image_format
         self.sizes: dict[str, tuple[int, int]] = {}
         self.inline: dict[str, bytes] | None = {} if inline else None
-        self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
-        self._pending: deque[tuple[str, Future[bytes], tuple[int, int]]] = deque()
+        self.workers = max(1, min(4, os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(max_workers=self.workers)
+        self._pending: deque[tuple[str, Future[bytes]]] = deque()
 
     def __enter__(self) -> Pictures:
         return self
@@ -45,25 +46,27 @@ class Pictures:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def add(self, path: str, image: Image.Image) -> None:
-        self.sizes[path] = image.size
-        self._pending.append((path, self._pool.submit(visuals.encode, image, self.ext), image.size))
-        while len(self._pending) > 64:  # bound the pictures held in memory
-            self._write_oldest()
+        self._queue(path, image.size, self._pool.submit(visuals.encode, image, self.ext))
+
+    def add_svg(self, path: str, svg: str) -> None:
+        done: Future[bytes] = Future()
+        done.set_result(svg.encode("utf-8"))
+        self._queue(path, (charts.WIDTH, charts.HEIGHT), done)
 
     def flush(self) -> None:
         """Wait for every picture added so far and hand it to the writer."""
         while self._pending:
             self._write_oldest()
 
-    def _write_oldest(self) -> None:
-        path, future, size = self._pending.popleft()
-        self._keep(path, future.result(), size)
-
-    def add_svg(self, path: str, svg: str) -> None:
-        self._keep(path, svg.encode("utf-8"), (charts.WIDTH, charts.HEIGHT))
-
-    def _keep(self, path: str, data: bytes, size: tuple[int, int]) -> None:
+    def _queue(self, path: str, size: tuple[int, int], data: Future[bytes]) -> None:
         self.sizes[path] = size
+        self._pending.append((path, data))
+        while len(self._pending) > 64:  # bound the pictures held in memory
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        path, future = self._pending.popleft()
+        data = future.result()
         if self.inline is not None:
             self.inline[path] = data
         else:

@@ -104,7 +104,7 @@ class ChannelAccumulator:
         x = output.float()
         flat, axis = _per_image_channel(x)
         # Separate amax and amin along the contiguous axis vectorize; aminmax and float64
-        # sums do not, and cost five to twenty times as much on the CPU.
+        # sums do not, and cost nine and twenty times as much on the CPU.
         sums, high, low = flat.sum(dim=axis), flat.amax(dim=axis), flat.amin(dim=axis)
         # Only a few numbers per image and channel cross to the host (MPS lacks float64).
         sums, high, low = (t.to("cpu", torch.float64) for t in (sums, high, low))
