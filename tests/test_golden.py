@@ -1,6 +1,8 @@
-"""Golden HTML: the pages of a fixed tiny build, with versions and paths scrubbed.
+"""Golden files: every page kind, a single-file site and report.json, of one fixed tiny build.
 
-When a template changes on purpose, rewrite the files with
+Versions and local paths are scrubbed. A mismatch writes what was built to
+``tests/actual/`` (gitignored), so ``diff -r tests/golden tests/actual`` shows it. When a
+page changes on purpose, rewrite the golden files with
 ``FEATREPORT_UPDATE_GOLDEN=1 pytest tests/test_golden.py`` and review the diff.
 """
 
@@ -11,26 +13,76 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import MODELS, draw, image_folder
 
 from reportgen.config import BuildConfig
 from reportgen.pipeline import build, versions
 
 GOLDEN = Path(__file__).with_name("golden")
+ACTUAL = Path(__file__).with_name("actual")
+
+# One of each page kind, then the single-file site and report.json.
+PAGES = [
+    ("site", "index.html"),
+    ("site", "filters.html"),
+    ("site", "compare.html"),
+    ("site", "layers/layer-002.html"),
+    ("site", "images/image-0002.html"),
+    ("single", "index.html"),
+    ("site", "report.json"),
+]
+
+
+@pytest.fixture(scope="module")
+def golden_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, BuildConfig]]:
+    root = tmp_path_factory.mktemp("golden")
+    images = image_folder(root / "images", {"apple": 3, "banana": 3, "cherry": 2})
+    draw(images / "loose.png", 50)  # unlabeled: directly in the image folder
+    (images / "notes.txt").write_text("not a picture")  # skipped, with its reason
+    classes = root / "classes.txt"
+    classes.write_text("apple\nbanana\ncherry\n")
+    config = BuildConfig(
+        model=f"{MODELS}:TinyNet",
+        images=images,
+        out=root / "site",
+        weights="none",
+        classes_file=classes,
+        input_size=32,
+        batch_size=3,
+        examples=4,
+        max_channels=4,
+        quiet=True,
+    )
+    single = BuildConfig(**{**config.__dict__, "out": root / "single", "single_file": True})
+    build(config)
+    build(single)
+    return {"site": (config.out, config), "single": (single.out, single)}
 
 
 def scrub(text: str, config: BuildConfig) -> str:
     for _, version in versions():
         text = text.replace(f"<dd>{version}</dd>", "<dd>VERSION</dd>")
+        text = text.replace(f'": "{version}"', '": "VERSION"')
     text = text.replace(str(config.images), "IMAGES").replace(str(config.classes_file), "CLASSES")
+    # Inlined pictures are scrubbed: their bytes depend on the libwebp version, and the
+    # byte-identity of pictures is test_build's concern.
+    text = re.sub(r"(data:image/[a-z+]+;base64,)[A-Za-z0-9+/=]+", r"\1DATA", text)
     return re.sub(r"[^\s\"<>]*/tests/models\.py", "MODELS", text)
 
 
-@pytest.mark.parametrize("page", ["index.html", "filters.html", "layers/layer-002.html"])
-def test_page_matches_golden(tiny_config: BuildConfig, page: str) -> None:
-    build(tiny_config)
-    text = scrub((tiny_config.out / page).read_text(encoding="utf-8"), tiny_config)
-    golden = GOLDEN / page.replace("/", "-")
+@pytest.mark.parametrize(("site", "page"), PAGES, ids=[f"{s}:{p}" for s, p in PAGES])
+def test_page_matches_golden(
+    golden_build: dict[str, tuple[Path, BuildConfig]], site: str, page: str
+) -> None:
+    out, config = golden_build[site]
+    text = scrub((out / page).read_text(encoding="utf-8"), config)
+    name = f"{site}-{page.replace('/', '-')}"
+    golden = GOLDEN / name
     if os.environ.get("FEATREPORT_UPDATE_GOLDEN"):
+        GOLDEN.mkdir(exist_ok=True)
         golden.write_text(text, encoding="utf-8")
-    assert golden.is_file(), f"no golden file {golden.name}; run with FEATREPORT_UPDATE_GOLDEN=1"
-    assert text == golden.read_text(encoding="utf-8")
+    assert golden.is_file(), f"no golden file {name}; run with FEATREPORT_UPDATE_GOLDEN=1"
+    if text != golden.read_text(encoding="utf-8"):
+        ACTUAL.mkdir(exist_ok=True)
+        (ACTUAL / name).write_text(text, encoding="utf-8")
+        pytest.fail(f"{page} differs from tests/golden/{name}; see tests/actual/{name}")
