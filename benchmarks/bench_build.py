@@ -1,28 +1,30 @@
 """Benchmark featreport against the floor and against the tutorial approach, on the same images.
 
 python benchmarks/bench_build.py [--model resnet18] [--images 256] [--size 224]
-                                 [--memory 400,4000] [--tutorial-images 12]
+                                 [--memory 400,4000] [--examples-memory 20,200]
+                                 [--tutorial-images 12]
 
 It draws its own images (seeded, JPEG), then measures in one run:
 
 1. the floor: decoding, preprocessing and a bare batched forward pass over every image,
-   with a hook on every conv layer that records nothing;
-2. ``featreport build`` end to end (``--weights none``), with its ``--profile`` stage table;
+   with a tap on every conv layer that records nothing;
+2. a build end to end (``--weights none``) in a child process, with its stage timings;
 3. the tutorial approach: one matplotlib figure per showcased image and conv layer
    (``plt.subplots``, ``imshow`` per channel, ``savefig``), the same grids featreport draws;
-4. peak resident memory of ``featreport build`` at each ``--memory`` image count, and
-   the size of the site.
+4. peak resident memory of a build at each ``--memory`` image count, and the site's size;
+5. peak resident memory with each ``--examples-memory`` number of showcased images.
 
-Absolute times drift on shared machines, so it reports ratios measured side by side.
+It uses featreport's public names only. Absolute times drift on shared machines, so it
+reports ratios measured side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -33,13 +35,15 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw
 
-from reportgen import visuals
-from reportgen.collect import collect_images
 from reportgen.config import BuildConfig
-from reportgen.hooks import find_conv_layers
-from reportgen.infer import _batches
-from reportgen.model import load_model
-from reportgen.pictures import Pictures
+from reportgen.data.batches import batches
+from reportgen.data.files import collect_images
+from reportgen.drawing import visuals
+from reportgen.drawing.encoder import Pictures
+from reportgen.models.adapter import Tap
+from reportgen.models.load import load_model
+from reportgen.pipeline import build
+from reportgen.timing import Timings
 
 CLASSES = ("alpha", "beta", "gamma", "delta")
 
@@ -62,73 +66,69 @@ def draw_images(root: Path, count: int, size: int) -> Path:
 
 
 def floor(config: BuildConfig) -> dict[str, float]:
-    """Time decode + preprocess and a bare forward pass with do-nothing hooks on every conv."""
-    loaded = load_model(config)
-    files, _ = collect_images(config.images)
-    handles = [
-        module.register_forward_hook(lambda *args: None)
-        for _, module in find_conv_layers(loaded.module, ())
-    ]
+    """Time decode + preprocess and a bare forward pass with do-nothing taps on every conv."""
+    loaded = load_model(config.model, config.run)
+    files, _ = collect_images(config.data.images)
+    taps = [Tap(c.name) for c in loaded.adapter.conv_layers()]
     decode = forward = 0.0
-    loaded.module.eval()
-    with torch.inference_mode():
-        batches = iter(_batches(files, range(len(files)), loaded.preprocess, config.batch_size))
+    with loaded.adapter.recording(taps, lambda tap, x: None) as recording, torch.inference_mode():
+        stream = iter(batches(files, loaded.preprocess, config.run.batch_size))
         while True:
             start = time.perf_counter()
-            item = next(batches, None)
+            batch = next(stream, None)
             decode += time.perf_counter() - start
-            if item is None:
+            if batch is None:
                 break
+            assert batch.pixels is not None
             start = time.perf_counter()
-            loaded.module(item[1].to(loaded.device))
+            recording.forward(batch.pixels)
             forward += time.perf_counter() - start
-    for handle in handles:
-        handle.remove()
     return {"decode": decode, "forward": forward, "total": decode + forward}
 
 
-def run_build(images: Path, out: Path, model: str, extra: list[str]) -> tuple[float, int, str]:
-    """Run ``featreport build`` in a child process; return wall seconds, peak RSS bytes, stderr."""
-    command = [
-        sys.executable,
-        "-m",
-        "reportgen",
-        "build",
-        "--model",
-        model,
-        "--weights",
-        "none",
-        "--images",
-        str(images),
-        "--out",
-        str(out),
-        "-q",
-        "--profile",
-        *extra,
-    ]
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        stderr = err.read()
-    if child.returncode != 0:
-        raise SystemExit(f"featreport build failed:\n{stderr}")
-    return wall, usage.ru_maxrss * 1024, stderr
+def child(options_json: str, timings_path: str) -> None:
+    """Build in this (child) process and write the stage timings as JSON."""
+    options = json.loads(options_json)
+    clock = Timings()
+    build(BuildConfig.from_options(options), timings=clock)
+    Path(timings_path).write_text(json.dumps(clock.as_dict()), encoding="utf-8")
 
 
-def stage_table(stderr: str) -> dict[str, float]:
-    stages = {}
-    for line in stderr.splitlines():
-        match = re.match(r"(.+?)\s{2,}([\d.]+)\s+[\d.]+%$", line)
-        if match:
-            stages[match.group(1).strip()] = float(match.group(2))
-    return stages
+def run_build(options: dict[str, object]) -> tuple[float, int, dict[str, float]]:
+    """Build in a child process; return wall seconds, peak RSS bytes and the stage timings."""
+    with tempfile.TemporaryDirectory() as tmp:
+        timings_path = Path(tmp) / "timings.json"
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in options.items()}),
+            str(timings_path),
+        ]
+        start = time.perf_counter()
+        with tempfile.TemporaryFile("w+") as err:
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+            _, status, usage = os.wait4(process.pid, 0)
+            wall = time.perf_counter() - start
+            err.seek(0)
+            stderr = err.read()
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"the build failed:\n{stderr}")
+        timings = json.loads(timings_path.read_text(encoding="utf-8"))
+    return wall, usage.ru_maxrss * 1024, timings
+
+
+def stage_table(timings: dict[str, float]) -> str:
+    """Lay out stage timings as ``--profile`` does."""
+    total = timings["total"]
+    width = max(len(name) for name in timings)
+    lines = [f"{'stage':<{width}}  {'seconds':>8}  {'share':>6}"]
+    lines += [f"{n:<{width}}  {s:8.2f}  {s / total:6.1%}" for n, s in timings.items()]
+    return "\n".join(lines)
 
 
 def showcased(site: Path, files: list[Path]) -> list[Path]:
+    """Return the images the site showcases, from the names of their pages."""
     indices = [
         int(p.stem.split("-")[1]) - 1 for p in sorted((site / "images").glob("image-*.html"))
     ]
@@ -136,23 +136,21 @@ def showcased(site: Path, files: list[Path]) -> list[Path]:
 
 
 def conv_outputs(config: BuildConfig, path: Path) -> list[torch.Tensor]:
-    """One image's output at every conv layer, as the tutorial would capture it."""
-    loaded = load_model(config)
+    """Return one image's output at every conv layer, as the tutorial would capture it."""
+    loaded = load_model(config.model, config.run)
     outputs: list[torch.Tensor] = []
-    handles = [
-        m.register_forward_hook(lambda _m, _i, o: outputs.append(o.detach()))
-        for _, m in find_conv_layers(loaded.module, ())
-    ]
-    with Image.open(path) as image, torch.inference_mode():
-        loaded.module.eval()
-        loaded.module(loaded.preprocess(image.convert("RGB")).unsqueeze(0))
-    for handle in handles:
-        handle.remove()
+    taps = [Tap(c.name) for c in loaded.adapter.conv_layers()]
+    with (
+        Image.open(path) as image,
+        loaded.adapter.recording(taps, lambda tap, x: outputs.append(x.clone())) as recording,
+        torch.inference_mode(),
+    ):
+        recording.forward(loaded.preprocess(image.convert("RGB")).unsqueeze(0))
     return outputs
 
 
 def tutorial_grid(maps: torch.Tensor) -> bytes:
-    """The notebook way: one figure, one imshow per channel, savefig."""
+    """Draw a grid the notebook way: one figure, one imshow per channel, savefig."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,83 +169,107 @@ def tutorial_grid(maps: torch.Tensor) -> bytes:
 
 
 def featreport_grid(maps: torch.Tensor, ext: str) -> bytes:
-    """featreport's way: normalize, colour and tile in torch, encode once."""
+    """Draw a grid featreport's way: normalize, colour and tile in torch, encode once."""
     return visuals.encode(visuals.feature_grid(maps), ext)
 
 
 def folder_size(root: Path) -> int:
+    """Return the bytes of every file under ``root``."""
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
+def grids(config: BuildConfig, site: Path, count: int) -> None:
+    """Time 16-channel grids: the tutorial's matplotlib figures against featreport's."""
+    files = [f.path for f in collect_images(config.data.images)[0]]
+    shown = showcased(site, files)[:count]
+    all_maps = [o[0, :16].float() for path in shown for o in conv_outputs(config, path)]
+    start = time.perf_counter()
+    for maps in all_maps:
+        tutorial_grid(maps)
+    tutorial = (time.perf_counter() - start) / len(all_maps)
+    start = time.perf_counter()
+    for maps in all_maps:
+        featreport_grid(maps, "webp")
+    serial = (time.perf_counter() - start) / len(all_maps)
+    # As a build renders them: drawn in torch on this thread, encoded on the pool.
+    start = time.perf_counter()
+    with Pictures(lambda path, data: None, "webp", inline=False) as pictures:
+        for i, maps in enumerate(all_maps):
+            pictures.add(f"grid-{i}.webp", visuals.feature_grid(maps))
+    pooled = (time.perf_counter() - start) / len(all_maps)
+    print(f"\n3. one 16-channel grid, {len(all_maps)} grids ({len(shown)} images x conv layers)")
+    print(f"   tutorial (a matplotlib figure per grid): {tutorial * 1000:.1f} ms per grid")
+    print(
+        f"   featreport, one grid after another: {serial * 1000:.2f} ms per grid "
+        f"({tutorial / serial:.0f}x)"
+    )
+    print(
+        f"   featreport as a build renders (encoding on {pictures.workers} threads): "
+        f"{pooled * 1000:.2f} ms per grid ({tutorial / pooled:.0f}x; target at least 100x)"
+    )
+
+
+def peaks(runs: dict[int, dict[str, object]], each: str, versus: str) -> None:
+    """Build once per entry of ``runs``; print each peak RSS, and the largest against the smallest.
+
+    ``each`` and ``versus`` word the lines, as in "at {} images" and "{} vs {} images".
+    """
+    found = {}
+    for key, options in runs.items():
+        _, found[key], _ = run_build(options)
+        print(f"   peak RSS {each.format(key)}: {found[key] / 1e9:.2f} GB")
+    if len(found) >= 2:
+        low, high = min(found), max(found)
+        ratio = found[high] / found[low]
+        print(f"   {versus.format(high, low)}: {ratio:.2f}x (target at most 1.1x)")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Run every measurement and print the figures."""
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3])
+        return
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--memory", default="400,4000", help="image counts for peak memory")
+    parser.add_argument(
+        "--examples-memory", default="20,200", help="showcased images for peak memory"
+    )
     parser.add_argument("--tutorial-images", type=int, default=12)
     parser.add_argument("--input-size", type=int, default=None, help="passed to featreport")
     args = parser.parse_args()
     torch.manual_seed(0)
     work = Path(tempfile.mkdtemp(prefix="featreport-bench-"))
-    extra = ["--input-size", str(args.input_size)] if args.input_size else []
     try:
         images = draw_images(work / "images", args.images, args.size)
-        config = BuildConfig(
-            model=args.model,
-            images=images,
-            out=work / "site",
-            weights="none",
-            input_size=args.input_size,
-            quiet=True,
-        )
+        options: dict[str, object] = {
+            "model": args.model,
+            "images": images,
+            "out": work / "site",
+            "weights": "none",
+            "input_size": args.input_size,
+            "quiet": True,
+        }
+        config = BuildConfig.from_options(options)
         print(
             f"{args.model}, --weights none, {args.images} JPEGs of {args.size} px, "
             f"{torch.get_num_threads()} threads, torch {torch.__version__}"
         )
 
         base = floor(config)
-        wall, rss, stderr = run_build(images, work / "site", args.model, extra)
-        stages = stage_table(stderr)
-        build_total = stages.get("total", wall)
-        print("\n1. floor (decode + preprocess + bare forward with empty hooks)")
+        wall, rss, timings = run_build(options)
+        print("\n1. floor (decode + preprocess + bare forward with empty taps)")
         print(
             f"   decode {base['decode']:.2f} s + forward {base['forward']:.2f} s = {base['total']:.2f} s"
         )
-        print("\n2. featreport build (stage table from --profile)")
-        print("   " + "\n   ".join(stderr.strip().splitlines()))
+        print("\n2. featreport build (stage timings, as --profile prints them)")
+        print("   " + "\n   ".join(stage_table(timings).splitlines()))
         print(f"   child process wall time, with interpreter start and imports: {wall:.2f} s")
-        print(f"   build / floor: {build_total / base['total']:.2f}x (target at most 1.5x)")
+        print(f"   build / floor: {timings['total'] / base['total']:.2f}x (target at most 1.5x)")
 
-        files = [f.path for f in collect_images(images)[0]]
-        shown = showcased(work / "site", files)[: args.tutorial_images]
-        all_maps = [o[0, :16].float() for path in shown for o in conv_outputs(config, path)]
-        start = time.perf_counter()
-        for maps in all_maps:
-            tutorial_grid(maps)
-        tutorial = (time.perf_counter() - start) / len(all_maps)
-        start = time.perf_counter()
-        for maps in all_maps:
-            featreport_grid(maps, "webp")
-        serial = (time.perf_counter() - start) / len(all_maps)
-        # As a build renders them: drawn in torch on this thread, encoded on the pool.
-        start = time.perf_counter()
-        with Pictures(lambda path, data: None, "webp", inline=False) as pictures:
-            for i, maps in enumerate(all_maps):
-                pictures.add(f"grid-{i}.webp", visuals.feature_grid(maps))
-        pooled = (time.perf_counter() - start) / len(all_maps)
-        print(
-            f"\n3. one 16-channel grid, {len(all_maps)} grids ({len(shown)} images x conv layers)"
-        )
-        print(f"   tutorial (a matplotlib figure per grid): {tutorial * 1000:.1f} ms per grid")
-        print(
-            f"   featreport, one grid after another: {serial * 1000:.2f} ms per grid "
-            f"({tutorial / serial:.0f}x)"
-        )
-        print(
-            f"   featreport as a build renders (encoding on {pictures.workers} threads): "
-            f"{pooled * 1000:.2f} ms per grid ({tutorial / pooled:.0f}x; target at least 100x)"
-        )
+        grids(config, work / "site", args.tutorial_images)
 
         site_bytes = folder_size(work / "site")
         pages = len(list((work / "site" / "images").glob("*.html")))
@@ -256,17 +278,24 @@ def main() -> None:
         )
         print(f"   peak RSS of the {args.images}-image build: {rss / 1e9:.2f} GB")
         counts = [int(c) for c in args.memory.split(",") if c.strip()]
-        peaks = {}
-        for count in counts:
-            folder = draw_images(work / f"images-{count}", count, args.size)
-            _, peaks[count], _ = run_build(folder, work / f"site-{count}", args.model, extra)
+        folders = {
+            count: draw_images(work / f"images-{count}", count, args.size) for count in counts
+        }
+        peaks(
+            {c: {**options, "images": f, "out": work / f"site-{c}"} for c, f in folders.items()},
+            "at {} images",
+            "{} vs {} images",
+        )
+        for folder in folders.values():
             shutil.rmtree(folder)
-            print(f"   peak RSS at {count} images: {peaks[count] / 1e9:.2f} GB")
-        if len(counts) >= 2:
-            low, high = counts[0], counts[-1]
-            print(
-                f"   {high} vs {low} images: {peaks[high] / peaks[low]:.2f}x (target at most 1.1x)"
-            )
+
+        shown = [int(c) for c in args.examples_memory.split(",") if c.strip()]
+        print(f"\n5. streamed pass 2: peak RSS by showcased images ({args.images} images)")
+        peaks(
+            {n: {**options, "examples": n, "out": work / f"site-examples-{n}"} for n in shown},
+            "with --examples {}",
+            "--examples {} vs {}",
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

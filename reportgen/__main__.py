@@ -1,5 +1,7 @@
+"""Run the ``featreport`` command as ``python -m reportgen``."""
+
 from __future__ import annotations
 
-from .cli import main
+from .commands.cli import main
 
 main()

@@ -9,6 +9,18 @@ from __future__ import annotations
 
 import click
 
+__all__ = [
+    "ConfigError",
+    "FeatreportError",
+    "ImagesError",
+    "InferenceError",
+    "LabelsError",
+    "ModelError",
+    "OutputError",
+    "WeightsError",
+    "short_error",
+]
+
 
 def short_error(exc: BaseException) -> str:
     """Describe an exception in one line: its type and the first line of its message."""
@@ -20,6 +32,10 @@ class FeatreportError(click.ClickException):
     """Base class of every expected featreport failure."""
 
     exit_code = 2
+
+
+class ConfigError(FeatreportError):
+    """An option, or a value in a config file, is unknown or invalid."""
 
 
 class ModelError(FeatreportError):

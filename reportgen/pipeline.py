@@ -1,86 +1,58 @@
-"""The build, stage by stage: collect → model → infer → select → draw → pages → write."""
+"""The build, stage by stage, with plain records between the stages.
+
+files → model adapter → pass 1 (a tally of reducers) → analysis (facts into a report) →
+selection → pass 2 over the selected images, streamed into drawing → page models, one
+at a time, into templates → an atomic write of the site.
+"""
 
 from __future__ import annotations
 
-import os
-import platform
 import sys
 import webbrowser
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import click
-import PIL
-import torch
-import torchvision
 from tqdm import tqdm
 
-from . import __version__, urls
-from .collect import collect_images
+from .analysis.accuracy import accuracy
+from .analysis.channels import channel_stats
+from .analysis.filters import filter_stats
+from .analysis.rules import DEFINITIONS
+from .analysis.selection import Selection, select
 from .config import BuildConfig
-from .errors import FeatreportError, LabelsError
-from .hooks import find_conv_layers
-from .infer import capture_maps, run_inference
-from .labels import read_class_names, resolve_labels
-from .model import LoadedModel, load_model
-from .pages import Builder, build_pages
-from .pictures import Pictures, draw_images, draw_layers
-from .render import render_page, render_single, stylesheet
-from .report import ModelFacts, Report, to_json
-from .select import select
-from .site import SiteWriter, check_output
-from .stats import Prediction, accuracy, filter_stats
+from .data.files import ImageFile, collect_images
+from .data.labels import name_classes, resolve_labels
+from .drawing.encoder import Pictures
+from .gather.maps import gather_maps
+from .models.load import LoadedModel, load_model
+from .report.document import to_json
+from .report.facts import ImageRecord, LayerRecord, ModelFacts, Prediction, Report, Skipped
+from .report.provenance import built_at, versions
+from .site import urls
+from .site.choices import SiteChoices
+from .site.layout import strongest_channels
+from .site.pages import PageContext, iter_pages
+from .site.pictures import draw_image, draw_layer
+from .site.render import render_page, render_single, stylesheet
+from .site.writer import SiteWriter, check_output
+from .tally.pass1 import Pass1, run_pass1
 from .timing import Timings
-from .urls import Linker
+
+__all__ = ["build", "make_report"]
 
 Echo = Callable[[str], None]
+Progress = Callable[[int], None]
 
-
-def built_at() -> str | None:
-    """Return the build time from ``SOURCE_DATE_EPOCH``, or None: sites carry no clock time."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not epoch:
-        return None
-    try:
-        moment = datetime.fromtimestamp(int(epoch), tz=timezone.utc)
-    except (ValueError, OverflowError, OSError):
-        return None
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def versions() -> tuple[tuple[str, str], ...]:
-    return (
-        ("featreport", __version__),
-        ("PyTorch", torch.__version__),
-        ("torchvision", torchvision.__version__),
-        ("Pillow", PIL.__version__),
-        ("Python", platform.python_version()),
-    )
-
-
-def class_names(
-    config: BuildConfig, loaded: LoadedModel, num_classes: int
-) -> tuple[tuple[str, ...], str]:
-    """Name the model's outputs, and say where the names came from."""
-    if config.classes_file is not None:
-        names = read_class_names(config.classes_file)
-        if len(names) != num_classes:
-            raise LabelsError(
-                f"--classes {config.classes_file} has {len(names)} names but the model has "
-                f"{num_classes} outputs; give one name per output, in output order"
-            )
-        return names, f"from {config.classes_file}"
-    if loaded.categories and len(loaded.categories) == num_classes:
-        return loaded.categories, "from the torchvision weights' metadata"
-    return tuple(
-        str(i) for i in range(num_classes)
-    ), "class indices (no names given; see --classes)"
+PASS2 = "pass 2: feature maps of selected images"
+DRAW_MAPS = "draw and encode feature maps"
+DRAW_LAYERS = "draw filters and charts"
+PAGES = "render and write pages"
 
 
 @contextmanager
-def progress_bar(total: int, quiet: bool, stage: str, unit: str) -> Iterator[Callable[[int], None]]:
+def progress_bar(total: int, quiet: bool, stage: str, unit: str) -> Iterator[Progress]:
     """Show one stage's progress on stderr, only when it is a terminal and not quiet."""
     bar = tqdm(
         total=total,
@@ -96,115 +68,161 @@ def progress_bar(total: int, quiet: bool, stage: str, unit: str) -> Iterator[Cal
         bar.close()
 
 
-def build(config: BuildConfig, echo: Echo | None = None) -> Path:
-    """Build the whole site for ``config`` and return the path of its index.html."""
-    if echo is None:
-        echo = (lambda message: None) if config.quiet else (lambda m: click.echo(m, err=True))
-    if config.examples < 0 or config.max_channels < 1 or config.batch_size < 1:
-        raise FeatreportError(
-            "--examples must be 0 or more, --max-channels and --batch-size 1 or more"
-        )
-    check_output(config.out)
-    clock = Timings()
-
-    with clock.stage("find image files"):
-        files, passed_over = collect_images(config.images, exclude=config.out)
-    with clock.stage("load model"):
-        loaded = load_model(config)
-        layers = find_conv_layers(loaded.module, config.layers)
-    with progress_bar(len(files), config.quiet, "inference", "img") as progress:
-        result = run_inference(
-            loaded, files, layers, config.batch_size, config.max_channels, progress, clock
-        )
-    names, names_source = class_names(config, loaded, result.num_classes)
-    labels = resolve_labels(files, names, loaded.imagenet_classes, config.labels_file)
-    for warning in labels.warnings:
-        echo(f"Warning: {warning}")
-    predictions = tuple(
-        None if top is None else Prediction(top, label)
-        for top, label in zip(result.top, labels.labels, strict=True)
+def make_report(
+    config: BuildConfig,
+    files: Sequence[ImageFile],
+    passed_over: Sequence[Skipped],
+    loaded: LoadedModel,
+    pass1: Pass1,
+) -> Report:
+    """Turn what pass 1 measured into the report's facts: labels, accuracy, layer verdicts."""
+    names, names_source = name_classes(
+        config.model.classes_file, loaded.categories, pass1.num_classes
     )
-
-    selection = select(predictions, config.examples)
-    wanted = {i: False for row in selection.compare for i in (*row.wrong, *row.correct)}
-    wanted.update(dict.fromkeys(selection.showcase, True))
-    with (
-        progress_bar(len(wanted), config.quiet, "feature maps", "img") as progress,
-        clock.stage("pass 2: feature maps of selected images"),
-    ):
-        captured = capture_maps(
-            loaded, files, wanted, result, config.max_channels, config.batch_size, progress
+    labels = resolve_labels(files, names, loaded.imagenet_classes, config.data.labels_file)
+    images = tuple(
+        ImageRecord(i, files[i].rel, Prediction(top, labels.labels[i]))
+        for i, top in sorted(pass1.top.items())
+    )
+    layers = tuple(
+        LayerRecord(
+            depth=depth,
+            conv=layer.conv,
+            moments=layer.moments,
+            stats=channel_stats(layer.moments),
+            filters=filter_stats(loaded.adapter.filters(layer.conv.name)),
+            calls_per_forward=layer.calls_per_forward,
         )
-
+        for depth, layer in enumerate(pass1.layers)
+    )
     preprocess = loaded.preprocess
-    report = Report(
+    return Report(
         model=ModelFacts(
             name=loaded.name,
             weights=loaded.weights,
             untrained=loaded.untrained,
             parameters=loaded.parameters,
-            device=str(loaded.device),
+            device=str(loaded.adapter.device),
             preprocessing=preprocess.describe(),
             preprocessing_source=preprocess.source,
             input_size=preprocess.crop,
             channels=preprocess.channels,
             class_source=names_source,
-            logits_from=result.logits_from,
+            logits_from=pass1.logits_from,
         ),
         versions=versions(),
-        images_root=str(config.images),
-        files=tuple(files),
-        predictions=predictions,
+        images_root=str(config.data.images),
+        images=images,
         class_names=names,
         label_source=labels.source,
-        skipped=tuple(sorted((*passed_over, *result.skipped), key=lambda s: s.rel)),
+        skipped=tuple(sorted((*passed_over, *pass1.skipped), key=lambda s: s.rel)),
         warnings=labels.warnings,
-        accuracy=accuracy([p for p in predictions if p is not None]),
-        layers=result.layers,
-        stats=result.stats,
-        filters=tuple(filter_stats(m) for m in result.modules),
-        calls_per_forward=result.calls_per_forward,
-        not_called=result.not_called,
-        selection=selection,
-        channels_shown={i: tuple(m.channels for m in item.layers) for i, item in captured.items()},
-        max_channels=config.max_channels,
+        accuracy=accuracy([image.prediction for image in images]),
+        layers=layers,
+        not_called=pass1.not_called,
+        definitions=tuple(DEFINITIONS.items()),
         built_at=built_at(),
     )
 
-    with SiteWriter(config.out) as site:
-        pictures = Pictures(site.write_bytes, config.image_format, config.single_file)
-        with pictures:
-            with (
-                progress_bar(len(captured), config.quiet, "drawing maps", "img") as progress,
-                clock.stage("draw and encode feature maps"),
-            ):
-                draw_images(pictures, captured, preprocess, len(report.layers), progress)
-                pictures.flush()
-            with (
-                progress_bar(
-                    len(report.layers), config.quiet, "drawing layers", "layer"
-                ) as progress,
-                clock.stage("draw filters and charts"),
-            ):
-                draw_layers(pictures, report, result.modules, progress)
-                pictures.flush()
-        with clock.stage("render and write pages"):
-            linker = Linker(urls.INDEX, config.single_file, pictures.inline)
-            pages = build_pages(Builder(report, pictures.sizes, pictures.ext, linker))
-            if config.single_file:
-                title = f"featreport: {report.model.name}"
-                site.write_text(urls.INDEX, render_single(pages, title, stylesheet()))
-            else:
-                site.write_text(urls.STYLE, stylesheet())
-                for page in pages:
-                    site.write_text(page.chrome.path, render_page(page))
+
+def _draw(
+    config: BuildConfig,
+    files: Sequence[ImageFile],
+    loaded: LoadedModel,
+    report: Report,
+    selection: Selection,
+    pictures: Pictures,
+    clock: Timings,
+) -> dict[int, tuple[tuple[int, ...], ...]]:
+    """Run pass 2 over the selected images and draw every picture; return the channels shown."""
+    wanted = {i: False for row in selection.mistakes for i in (*row.wrong, *row.correct)}
+    wanted.update(dict.fromkeys(selection.showcase, True))
+    preprocess, quiet = loaded.preprocess, config.run.quiet
+    shown: dict[int, tuple[tuple[int, ...], ...]] = {}
+    stream = gather_maps(
+        loaded.adapter,
+        files,
+        preprocess,
+        [layer.conv.name for layer in report.layers],
+        wanted,
+        config.site.max_channels,
+        config.run.batch_size,
+    )
+    with progress_bar(len(wanted), quiet, "feature maps", "img") as progress, closing(stream):
+        while True:
+            with clock.stage(PASS2):
+                maps = next(stream, None)
+            if maps is None:
+                break
+            with clock.stage(DRAW_MAPS):
+                draw_image(pictures, maps, preprocess.mean, preprocess.std, len(report.layers))
+            shown[maps.index] = tuple(layer.channels for layer in maps.layers)
+            progress(1)
+        with clock.stage(DRAW_MAPS):
+            pictures.flush()
+    with (
+        progress_bar(len(report.layers), quiet, "drawing layers", "layer") as progress,
+        clock.stage(DRAW_LAYERS),
+    ):
+        for layer in report.layers:
+            strongest = strongest_channels(layer.stats, config.site.max_channels)
+            draw_layer(pictures, layer, loaded.adapter.filters(layer.conv.name), strongest)
+            progress(1)
+        pictures.flush()
+    return shown
+
+
+def _write_pages(site: SiteWriter, ctx: PageContext, single_file: bool) -> None:
+    """Build each page model, render it and write it, one page at a time."""
+    if single_file:
+        title = f"featreport: {ctx.report.model.name}"
+        chunks = render_single(iter_pages(ctx), title, stylesheet())
+        site.write_chunks(urls.INDEX, (chunk.encode("utf-8") for chunk in chunks))
+        return
+    site.write_text(urls.STYLE, stylesheet())
+    for page in iter_pages(ctx):
+        site.write_text(page.chrome.path, render_page(page))
+
+
+def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None = None) -> Path:
+    """Build the whole site for ``config`` and return the path of its index.html.
+
+    ``timings``, when given, receives the seconds of every stage (as ``--profile`` prints).
+    """
+    site_config, run = config.site, config.run
+    if echo is None:
+        echo = (lambda message: None) if run.quiet else (lambda m: click.echo(m, err=True))
+    check_output(site_config.out)
+    clock = timings if timings is not None else Timings()
+
+    with clock.stage("find image files"):
+        files, passed_over = collect_images(config.data.images, exclude=site_config.out)
+    with clock.stage("load model"):
+        loaded = load_model(config.model, run)
+    with progress_bar(len(files), run.quiet, "inference", "img") as progress:
+        pass1 = run_pass1(loaded.adapter, files, loaded.preprocess, run.batch_size, progress, clock)
+    report = make_report(config, files, passed_over, loaded, pass1)
+    for warning in report.warnings:
+        echo(f"Warning: {warning}")
+    selection = select(report.images, site_config.examples)
+
+    with SiteWriter(site_config.out) as site:
+        with Pictures(
+            site.write_bytes, site_config.image_format, site_config.single_file
+        ) as pictures:
+            shown = _draw(config, files, loaded, report, selection, pictures, clock)
+        with clock.stage(PAGES):
+            choices = SiteChoices(selection, shown, site_config.max_channels)
+            linker = urls.Linker(urls.INDEX, site_config.single_file, pictures.inline)
+            ctx = PageContext(report, choices, pictures.sizes, pictures.ext, linker)
+            _write_pages(site, ctx, site_config.single_file)
             site.write_text("report.json", to_json(report))
         with clock.stage("move the site into place"):
             out = site.publish()
-    if config.profile:
+    if run.profile:
         click.echo(clock.table(), err=True)
 
     index = out / urls.INDEX
-    if config.open_browser:
+    if site_config.open_browser:
         webbrowser.open(index.absolute().as_uri())
     return index

@@ -6,6 +6,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+__all__ = ["Timings"]
+
 
 class Timings:
     """Seconds spent per named stage; a stage may be entered many times and adds up."""
@@ -15,10 +17,12 @@ class Timings:
         self.started = time.perf_counter()
 
     def add(self, name: str, seconds: float) -> None:
+        """Add ``seconds`` to the stage ``name``."""
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        """Time the ``with`` block as part of the stage ``name``."""
         start = time.perf_counter()
         try:
             yield
@@ -26,7 +30,12 @@ class Timings:
             self.add(name, time.perf_counter() - start)
 
     def total(self) -> float:
+        """Return the seconds since these timings started."""
         return time.perf_counter() - self.started
+
+    def as_dict(self) -> dict[str, float]:
+        """Return the seconds of each stage, in the order they first ran, then the total."""
+        return {**self.seconds, "total": self.total()}
 
     def table(self) -> str:
         """Render the stages in the order they first ran, with their share of the total."""

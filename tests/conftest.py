@@ -27,15 +27,17 @@ def classes_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_config(images: Path, classes_file: Path, tmp_path: Path) -> BuildConfig:
-    return BuildConfig(
-        model=f"{MODELS}:TinyNet",
-        images=images,
-        out=tmp_path / "site",
-        weights="none",
-        classes_file=classes_file,
-        input_size=32,
-        batch_size=3,
-        examples=4,
-        max_channels=4,
-        quiet=True,
+    return BuildConfig.from_options(
+        {
+            "model": f"{MODELS}:TinyNet",
+            "images": images,
+            "out": tmp_path / "site",
+            "weights": "none",
+            "classes_file": classes_file,
+            "input_size": 32,
+            "batch_size": 3,
+            "examples": 4,
+            "max_channels": 4,
+            "quiet": True,
+        }
     )

@@ -8,9 +8,30 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from click.testing import CliRunner
 from PIL import Image, ImageDraw
 
+from reportgen.commands.cli import main
+
 MODELS = Path(__file__).with_name("models.py")
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    """Run ``featreport build`` with ``args`` in process; return exit code, stdout, stderr."""
+    result = CliRunner().invoke(main, ["build", *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def assert_clean_error(code: int, out: str, err: str, *needles: str) -> None:
+    """Check a failure printed one ``Error:`` line holding every needle, and no traceback."""
+    assert code != 0
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
 
 
 def cli_args(
@@ -107,5 +128,6 @@ def check_site(site: Path) -> list[str]:
     return problems
 
 
-def report(site: Path) -> dict:
+def read_report_json(site: Path) -> dict:
+    """Read a site's report.json."""
     return json.loads((site / "report.json").read_text(encoding="utf-8"))

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import check_site, cli_args, report
+from helpers import assert_clean_error, check_site, cli_args, read_report_json, run
 from models import TinyNet
-from test_cli import assert_clean_error, run
 
 
 def build(
@@ -38,7 +37,7 @@ def build(
     )
     assert code == 0, err
     assert check_site(out) == []
-    return report(out)
+    return read_report_json(out)
 
 
 def first_norms(state: dict[str, torch.Tensor]) -> list[float]:

@@ -9,7 +9,6 @@ each page kind go to ``test-artifacts/screenshots/`` (or ``$FEATREPORT_ARTIFACTS
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 import shutil
@@ -62,20 +61,22 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (images / "notes.txt").write_text("not a picture")
     classes = root / "classes.txt"
     classes.write_text("apple\nbanana\ncherry\n")
-    config = BuildConfig(
-        model=f"{ROOT / 'tests' / 'models.py'}:TinyNet",
-        images=images,
-        out=root / "site",
-        weights="none",
-        classes_file=classes,
-        input_size=32,
-        batch_size=4,
-        examples=4,
-        max_channels=4,
-        quiet=True,
+    config = BuildConfig.from_options(
+        {
+            "model": f"{ROOT / 'tests' / 'models.py'}:TinyNet",
+            "images": images,
+            "out": root / "site",
+            "weights": "none",
+            "classes_file": classes,
+            "input_size": 32,
+            "batch_size": 4,
+            "examples": 4,
+            "max_channels": 4,
+            "quiet": True,
+        }
     )
     build(config)
-    build(dataclasses.replace(config, out=root / "single", single_file=True))
+    build(config.replace(out=root / "single", single_file=True))
     return {"site": root / "site", "single": root / "single"}
 
 
@@ -84,7 +85,7 @@ def pages(sites: dict[str, Path]) -> list[Path]:
 
 
 def kind(page: Path) -> str:
-    """Name the page kind: index, filters, compare, image, layer or single."""
+    """Name the page kind: index, filters, mistakes, image, layer or single."""
     if page.parent.name in ("images", "layers"):
         return page.parent.name[:-1]
     if page.parent.name == "single":
@@ -96,7 +97,7 @@ def one_of_each_kind(sites: dict[str, Path]) -> list[Path]:
     chosen: dict[str, Path] = {}
     for page in pages(sites):
         chosen.setdefault(kind(page), page)
-    assert sorted(chosen) == ["compare", "filters", "image", "index", "layer", "single"]
+    assert sorted(chosen) == ["filters", "image", "index", "layer", "mistakes", "single"]
     return list(chosen.values())
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import html
 import re
 from pathlib import Path
 
 import pytest
-from helpers import MODELS, check_site, draw, image_folder, report
+from helpers import MODELS, check_site, draw, image_folder, read_report_json
 
 from reportgen.config import BuildConfig
 from reportgen.pipeline import build
@@ -25,18 +24,18 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 def test_every_page_exists_and_every_link_resolves(tiny_config: BuildConfig) -> None:
     index = build(tiny_config)
-    site = tiny_config.out
+    site = tiny_config.site.out
     assert index == site / "index.html"
     for name in (
         "index.html",
         "filters.html",
-        "compare.html",
+        "mistakes.html",
         "report.json",
         ".nojekyll",
         "assets/style.css",
     ):
         assert (site / name).is_file(), name
-    data = report(site)
+    data = read_report_json(site)
     assert len(list((site / "layers").glob("*.html"))) == len(data["layers"]) == 3
     assert len(list((site / "images").glob("*.html"))) == 4
     assert check_site(site) == []
@@ -47,7 +46,7 @@ def test_every_page_exists_and_every_link_resolves(tiny_config: BuildConfig) -> 
 
 def test_report_json_has_the_documented_fields(tiny_config: BuildConfig) -> None:
     build(tiny_config)
-    data = report(tiny_config.out)
+    data = read_report_json(tiny_config.site.out)
     assert data["schema_version"] == 1
     assert len(data["images"]) == 8
     image = data["images"][0]
@@ -85,14 +84,14 @@ def test_report_json_has_the_documented_fields(tiny_config: BuildConfig) -> None
 
 
 def test_unreadable_files_are_skipped_with_their_reason(tiny_config: BuildConfig) -> None:
-    images = tiny_config.images
+    images = tiny_config.data.images
     (images / "apple" / "empty.png").write_bytes(b"")
     (images / "apple" / "text.jpg").write_text("not a jpeg at all")
     good = (images / "apple" / "img0.png").read_bytes()
     (images / "banana" / "truncated.png").write_bytes(good[: len(good) // 2])
     (images / "notes.txt").write_text("hello")
     build(tiny_config)
-    skipped = {s["path"]: s["reason"] for s in report(tiny_config.out)["skipped"]}
+    skipped = {s["path"]: s["reason"] for s in read_report_json(tiny_config.site.out)["skipped"]}
     assert set(skipped) == {
         "apple/empty.png",
         "apple/text.jpg",
@@ -101,18 +100,18 @@ def test_unreadable_files_are_skipped_with_their_reason(tiny_config: BuildConfig
     }
     assert "empty" in skipped["apple/empty.png"]
     assert "not an image" in skipped["notes.txt"]
-    index = (tiny_config.out / "index.html").read_text()
+    index = (tiny_config.site.out / "index.html").read_text()
     assert "banana/truncated.png" in index
-    assert len(report(tiny_config.out)["images"]) == 8
+    assert len(read_report_json(tiny_config.site.out)["images"]) == 8
 
 
 def test_same_inputs_give_a_byte_identical_site(tiny_config: BuildConfig, tmp_path: Path) -> None:
     build(tiny_config)
-    first = tree_digest(tiny_config.out)
-    again = dataclasses.replace(tiny_config, out=tmp_path / "again")
+    first = tree_digest(tiny_config.site.out)
+    again = tiny_config.replace(out=tmp_path / "again")
     build(again)
-    assert tree_digest(again.out) == first
-    assert "Built" not in (again.out / "index.html").read_text()
+    assert tree_digest(again.site.out) == first
+    assert "Built" not in (again.site.out / "index.html").read_text()
 
 
 def test_source_date_epoch_is_the_only_clock(
@@ -120,13 +119,13 @@ def test_source_date_epoch_is_the_only_clock(
 ) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     build(tiny_config)
-    assert "2023-11-14 22:13 UTC" in (tiny_config.out / "index.html").read_text()
-    assert report(tiny_config.out)["built_at"] == "2023-11-14 22:13 UTC"
+    assert "2023-11-14 22:13 UTC" in (tiny_config.site.out / "index.html").read_text()
+    assert read_report_json(tiny_config.site.out)["built_at"] == "2023-11-14 22:13 UTC"
 
 
 def test_single_file_inlines_everything(tiny_config: BuildConfig) -> None:
-    build(dataclasses.replace(tiny_config, single_file=True, image_format="png"))
-    site = tiny_config.out
+    build(tiny_config.replace(single_file=True, image_format="png"))
+    site = tiny_config.site.out
     htmls = sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html"))
     assert htmls == ["index.html"]
     assert not (site / "img").exists()
@@ -137,9 +136,12 @@ def test_single_file_inlines_everything(tiny_config: BuildConfig) -> None:
 
 
 def test_png_format_and_layer_glob(tiny_config: BuildConfig) -> None:
-    build(dataclasses.replace(tiny_config, image_format="png", layers=("features.0", "features.5")))
-    site = tiny_config.out
-    assert [layer["name"] for layer in report(site)["layers"]] == ["features.0", "features.5"]
+    build(tiny_config.replace(image_format="png", layers=("features.0", "features.5")))
+    site = tiny_config.site.out
+    assert [layer["name"] for layer in read_report_json(site)["layers"]] == [
+        "features.0",
+        "features.5",
+    ]
     assert list(site.rglob("*.png")) and not list(site.rglob("*.webp"))
     assert check_site(site) == []
 
@@ -152,9 +154,9 @@ def test_names_are_escaped_and_never_used_as_file_names(
     draw(images / "apple" / f"{hostile}.png", 1)
     draw(images / "apple" / "..%2e & 'quote'.png", 2)
     draw(images / "banana" / "b.png", 3)
-    config = dataclasses.replace(tiny_config, images=images, examples=3)
+    config = tiny_config.replace(images=images, examples=3)
     build(config)
-    site = config.out
+    site = config.site.out
     pages = [p.read_text() for p in site.rglob("*.html")]
     assert all("<script>" not in p for p in pages)
     assert any(html.escape(hostile, quote=False) in p or "&lt;script&gt;" in p for p in pages)
@@ -169,11 +171,11 @@ def test_unlabeled_images_build_and_compare_page_asks_for_labels(
     images = tmp_path / "flat"
     for i in range(3):
         draw(images / f"{i}.png", i)
-    config = dataclasses.replace(tiny_config, images=images, classes_file=None)
+    config = tiny_config.replace(images=images, classes_file=None)
     build(config)
-    compare = (config.out / "compare.html").read_text()
+    compare = (config.site.out / "mistakes.html").read_text()
     assert "needs true labels" in compare
-    data = report(config.out)
+    data = read_report_json(config.site.out)
     assert data["accuracy"]["top1"] is None
     assert all(i["label"] is None and i["correct"] is None for i in data["images"])
     assert data["classes"] == ["0", "1", "2"]
@@ -181,18 +183,18 @@ def test_unlabeled_images_build_and_compare_page_asks_for_labels(
 
 def test_compare_page_puts_wrong_beside_correct(tiny_config: BuildConfig, tmp_path: Path) -> None:
     images = image_folder(tmp_path / "more", {"apple": 6, "banana": 6, "cherry": 6})
-    config = dataclasses.replace(tiny_config, images=images, examples=12, seed=3)
+    config = tiny_config.replace(images=images, examples=12, seed=3)
     build(config)
-    data = report(config.out)
+    data = read_report_json(config.site.out)
     wrong = [i for i in data["images"] if i["correct"] is False]
     assert wrong, "an untrained 3-class model gets some of 18 images wrong"
-    compare = (config.out / "compare.html").read_text()
+    compare = (config.site.out / "mistakes.html").read_text()
     first = max((i for i in wrong), key=lambda i: i["confidence"])
     assert html.escape(first["path"]) in compare
     assert "Confusion matrix" in compare
     sections = re.findall(r'<section class="comparerow" id="class-(\d+)"', compare)
     assert sections and len(set(sections)) == len(sections)
-    assert check_site(config.out) == []
+    assert check_site(config.site.out) == []
 
 
 def test_python_api_accepts_a_module(tmp_path: Path, images: Path) -> None:
@@ -208,16 +210,18 @@ def test_python_api_accepts_a_module(tmp_path: Path, images: Path) -> None:
     index = build_report(model, images, tmp_path / "api-site", input_size=32, examples=2)
     assert index.is_file()
     assert model.training, "the caller's training flag is restored"
-    assert report(tmp_path / "api-site")["model"]["name"] == "TinyNet"
+    assert read_report_json(tmp_path / "api-site")["model"]["name"] == "TinyNet"
 
 
 def test_out_inside_the_image_folder_is_not_read_as_input(tiny_config: BuildConfig) -> None:
-    config = dataclasses.replace(tiny_config, out=tiny_config.images / "report")
+    config = tiny_config.replace(out=tiny_config.data.images / "report")
     build(config)
     build(config)  # the second build must not see the first one's pictures
-    paths = [i["path"] for i in report(config.out)["images"]]
+    paths = [i["path"] for i in read_report_json(config.site.out)["images"]]
     assert len(paths) == 8 and not any(p.startswith("report/") for p in paths)
-    assert not any(s["path"].startswith("report/") for s in report(config.out)["skipped"])
+    assert not any(
+        s["path"].startswith("report/") for s in read_report_json(config.site.out)["skipped"]
+    )
 
 
 def test_labels_from_csv(tiny_config: BuildConfig, tmp_path: Path) -> None:
@@ -225,20 +229,20 @@ def test_labels_from_csv(tiny_config: BuildConfig, tmp_path: Path) -> None:
     csv.write_text(
         "path,label\napple/img0.png,cherry\nbanana/img1.png,Banana\nbanana/img2.png,durian\n"
     )
-    build(dataclasses.replace(tiny_config, labels_file=csv))
-    images = {i["path"]: i["label"] for i in report(tiny_config.out)["images"]}
+    build(tiny_config.replace(labels_file=csv))
+    images = {i["path"]: i["label"] for i in read_report_json(tiny_config.site.out)["images"]}
     assert images["apple/img0.png"] == "cherry"  # the CSV wins over the folder
     assert images["banana/img1.png"] == "banana"  # matched without regard to case
     assert images["banana/img2.png"] is None  # no class "durian": unlabeled, with a warning
     assert images["apple/img1.png"] is None  # not in the CSV
-    assert "durian" in report(tiny_config.out)["warnings"][0]
+    assert "durian" in read_report_json(tiny_config.site.out)["warnings"][0]
 
 
 def test_no_showcased_images_still_gives_a_linked_site(tiny_config: BuildConfig) -> None:
-    build(dataclasses.replace(tiny_config, examples=0))
-    site = tiny_config.out
+    build(tiny_config.replace(examples=0))
+    site = tiny_config.site.out
     assert not (site / "images").exists()
     assert check_site(site) == []
     index = (site / "index.html").read_text()
     assert "no depth overview" in index
-    assert "Correct vs wrong" in (site / "compare.html").read_text()
+    assert "Correct vs wrong" in (site / "mistakes.html").read_text()

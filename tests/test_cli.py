@@ -6,27 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
-from helpers import MODELS, cli_args, report
+from helpers import MODELS, assert_clean_error, cli_args, read_report_json, run
 from models import TinyNet
-
-from reportgen.cli import main
-
-
-def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, ["build", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
-
-
-def assert_clean_error(code: int, out: str, err: str, *needles: str) -> None:
-    assert code != 0
-    assert "Traceback" not in out + err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_success_prints_the_index_path_last(images: Path, tmp_path: Path) -> None:
@@ -97,7 +78,7 @@ def test_weights_file_variants_load(images: Path, tmp_path: Path) -> None:
             )
         )
         assert code == 0, err
-        data = report(out)
+        data = read_report_json(out)
         assert data["model"]["weights"].startswith("state dict from")
         assert not data["model"]["untrained"]
         first = data["layers"][0]["filter_norms"]
@@ -138,7 +119,7 @@ def test_fetch_failure_says_how_to_work_offline(
 ) -> None:
     from urllib.error import URLError
 
-    import reportgen.model as model_module
+    import reportgen.models.torchvision_source as model_module
 
     def offline(*args: object, **kwargs: object) -> None:
         raise URLError("no network")
@@ -211,7 +192,7 @@ def test_dict_and_namedtuple_outputs(images: Path, tmp_path: Path) -> None:
             *cli_args(images, out, "--input-size", "32", "-q", "--examples", "1", model=name)
         )
         assert code == 0, err
-        assert len(report(out)["images"][0]["top5"]) == 3
+        assert len(read_report_json(out)["images"][0]["top5"]) == 3
 
 
 def test_factory_function_and_grayscale_transposed_model(images: Path, tmp_path: Path) -> None:
@@ -223,7 +204,7 @@ def test_factory_function_and_grayscale_transposed_model(images: Path, tmp_path:
         *cli_args(images, tmp_path / "g", "--input-size", "32", "-q", model="GrayNet")
     )
     assert code == 0, err
-    data = report(tmp_path / "g")
+    data = read_report_json(tmp_path / "g")
     assert [layer["type"] for layer in data["layers"]] == ["Conv2d", "ConvTranspose2d"]
     assert data["layers"][1]["output_shape"] == [4, 64, 64]
     assert "grayscale" in data["model"]["preprocessing"]

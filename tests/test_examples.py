@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from helpers import check_site, report
+from helpers import check_site, read_report_json
 
-from reportgen.cli import main
+from reportgen.commands.cli import main
 
 SHAPES = Path(__file__).resolve().parents[1] / "examples" / "shapes"
 
@@ -77,7 +77,7 @@ def shapes_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_trained_model_is_mostly_right(shapes_site: Path) -> None:
-    data = report(shapes_site)
+    data = read_report_json(shapes_site)
     assert data["model"]["untrained"] is False
     assert data["accuracy"]["labeled_images"] == len(data["images"])
     assert 0.85 <= data["accuracy"]["top1"] <= 0.95
@@ -85,9 +85,9 @@ def test_the_trained_model_is_mostly_right(shapes_site: Path) -> None:
 
 
 def test_the_comparison_page_shows_real_mistakes(shapes_site: Path) -> None:
-    data = report(shapes_site)
+    data = read_report_json(shapes_site)
     wrong = {i["path"] for i in data["images"] if i["correct"] is False}
-    compare = (shapes_site / "compare.html").read_text(encoding="utf-8")
+    compare = (shapes_site / "mistakes.html").read_text(encoding="utf-8")
     cards = re.findall(
         r'<figure class="card wrong">.*?shallow to deep, for ([^"]+)"', compare, re.S
     )
@@ -97,7 +97,7 @@ def test_the_comparison_page_shows_real_mistakes(shapes_site: Path) -> None:
 
 def test_trained_first_layer_filters_are_not_a_fresh_initialization(shapes_site: Path) -> None:
     trained = torch.load(SHAPES / "weights.pt", weights_only=True)["features.0.weight"]
-    norms = report(shapes_site)["layers"][0]["filter_norms"]
+    norms = read_report_json(shapes_site)["layers"][0]["filter_norms"]
     assert norms == pytest.approx(
         torch.linalg.vector_norm(trained.flatten(1), dim=1).tolist(), rel=1e-5
     )

@@ -16,7 +16,8 @@ import pytest
 from helpers import MODELS, draw, image_folder
 
 from reportgen.config import BuildConfig
-from reportgen.pipeline import build, versions
+from reportgen.pipeline import build
+from reportgen.report.provenance import versions
 
 GOLDEN = Path(__file__).with_name("golden")
 ACTUAL = Path(__file__).with_name("actual")
@@ -25,7 +26,7 @@ ACTUAL = Path(__file__).with_name("actual")
 PAGES = [
     ("site", "index.html"),
     ("site", "filters.html"),
-    ("site", "compare.html"),
+    ("site", "mistakes.html"),
     ("site", "layers/layer-002.html"),
     ("site", "images/image-0002.html"),
     ("single", "index.html"),
@@ -41,29 +42,33 @@ def golden_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Pa
     (images / "notes.txt").write_text("not a picture")  # skipped, with its reason
     classes = root / "classes.txt"
     classes.write_text("apple\nbanana\ncherry\n")
-    config = BuildConfig(
-        model=f"{MODELS}:TinyNet",
-        images=images,
-        out=root / "site",
-        weights="none",
-        classes_file=classes,
-        input_size=32,
-        batch_size=3,
-        examples=4,
-        max_channels=4,
-        quiet=True,
+    config = BuildConfig.from_options(
+        {
+            "model": f"{MODELS}:TinyNet",
+            "images": images,
+            "out": root / "site",
+            "weights": "none",
+            "classes_file": classes,
+            "input_size": 32,
+            "batch_size": 3,
+            "examples": 4,
+            "max_channels": 4,
+            "quiet": True,
+        }
     )
-    single = BuildConfig(**{**config.__dict__, "out": root / "single", "single_file": True})
+    single = config.replace(out=root / "single", single_file=True)
     build(config)
     build(single)
-    return {"site": (config.out, config), "single": (single.out, single)}
+    return {"site": (config.site.out, config), "single": (single.site.out, single)}
 
 
 def scrub(text: str, config: BuildConfig) -> str:
     for _, version in versions():
         text = text.replace(f"<dd>{version}</dd>", "<dd>VERSION</dd>")
         text = text.replace(f'": "{version}"', '": "VERSION"')
-    text = text.replace(str(config.images), "IMAGES").replace(str(config.classes_file), "CLASSES")
+    text = text.replace(str(config.data.images), "IMAGES").replace(
+        str(config.model.classes_file), "CLASSES"
+    )
     # Inlined pictures are scrubbed: their bytes depend on the libwebp version, and the
     # byte-identity of pictures is test_build's concern.
     text = re.sub(r"(data:image/[a-z+]+;base64,)[A-Za-z0-9+/=]+", r"\1DATA", text)

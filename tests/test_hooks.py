@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import MODELS, report
+from helpers import MODELS, read_report_json
 from models import BrokenNet, InplaceReluNet, TinyNet, TwiceNet
 
 from reportgen.config import BuildConfig
 from reportgen.errors import InferenceError
-from reportgen.hooks import ConvRecorder, find_conv_layers
+from reportgen.models.adapter import Tap
+from reportgen.models.hooks import Hooked, TapRecorder
+from reportgen.models.torch_adapter import TorchAdapter, conv_modules
 from reportgen.pipeline import build
-from reportgen.stats import ChannelAccumulator
+from reportgen.tally.moments import ChannelMomentsReducer
+
+
+def recorder(model: torch.nn.Module, sink=lambda tap, x: None) -> TapRecorder:
+    """A recorder with a tap on every conv layer's output."""
+    return TapRecorder(model, [Hooked(Tap(n), m) for n, m in conv_modules(model)], sink)
 
 
 def _hook_count(model: torch.nn.Module) -> int:
@@ -27,23 +33,22 @@ def test_inplace_relu_after_conv_keeps_negative_conv_outputs(tiny_config: BuildC
     x = torch.randn(4, 3, 16, 16)
     expected = model.conv(x).detach()
     assert expected.min() < 0
-    accumulator = ChannelAccumulator()
+    reducer = ChannelMomentsReducer()
+    indices = torch.arange(4)
     with (
-        ConvRecorder(model, find_conv_layers(model), lambda i, out: accumulator.update(out)) as rec,
+        recorder(model, lambda tap, out: reducer.update(out, indices)) as rec,
         torch.inference_mode(),
     ):
         rec.forward(x)
-    stats = accumulator.finish(4)
-    assert stats.activation_min == pytest.approx(float(expected.min()), rel=1e-5)
-    assert stats.channel_mean == pytest.approx(
-        expected.mean(dim=(0, 2, 3)).tolist(), rel=1e-4, abs=1e-6
-    )
+    moments = reducer.finish(reducer.state())
+    assert min(moments.min) == pytest.approx(float(expected.min()), rel=1e-5)
+    assert moments.mean == pytest.approx(expected.mean(dim=(0, 2, 3)).tolist(), rel=1e-4, abs=1e-6)
 
-    config = dataclasses.replace(
-        tiny_config, model=f"{MODELS}:InplaceReluNet", classes_file=None, input_size=24, examples=2
+    config = tiny_config.replace(
+        model=f"{MODELS}:InplaceReluNet", classes_file=None, input_size=24, examples=2
     )
     build(config)
-    layer = report(config.out)["layers"][0]
+    layer = read_report_json(config.site.out)["layers"][0]
     assert layer["activation_min"] < 0, (
         "statistics must be of the conv output, not the post-ReLU tensor"
     )
@@ -51,32 +56,53 @@ def test_inplace_relu_after_conv_keeps_negative_conv_outputs(tiny_config: BuildC
 
 
 def test_maps_are_captured_before_the_inplace_relu(tmp_path: Path, images: Path) -> None:
-    from reportgen.collect import collect_images
-    from reportgen.infer import capture_maps, run_inference
-    from reportgen.model import load_model
+    from reportgen.data.files import collect_images
+    from reportgen.gather.maps import gather_maps
+    from reportgen.models.load import load_model
 
-    config = BuildConfig(
-        model=f"{MODELS}:InplaceReluNet", images=images, weights="none", input_size=24, quiet=True
+    config = BuildConfig.from_options(
+        {"model": f"{MODELS}:InplaceReluNet", "images": images, "weights": "none", "input_size": 24}
     )
-    loaded = load_model(config)
+    loaded = load_model(config.model, config.run)
     files, _ = collect_images(images)
-    layers = find_conv_layers(loaded.module)
-    result = run_inference(loaded, files, layers, 4, 4, lambda n: None)
-    captured = capture_maps(loaded, files, {0: True}, result, 4, 4, lambda n: None)
-    maps = captured[0].layers[0].maps
+    (image,) = gather_maps(loaded.adapter, files, loaded.preprocess, ["conv"], {0: True}, 4, 4)
+    maps = image.layers[0].maps
     assert maps is not None and float(maps.min()) < 0
+
+
+def _autograd_state(model: torch.nn.Module) -> list[tuple[bool, torch.Tensor | None]]:
+    return [(p.requires_grad, p.grad) for p in model.parameters()]
+
+
+def _with_gradients(model: torch.nn.Module) -> torch.nn.Module:
+    """Give the model a gradient on its first parameters and freeze the last ones."""
+    params = list(model.parameters())
+    for p in params[:2]:
+        p.grad = torch.full_like(p, 0.5)
+    for p in params[-2:]:
+        p.requires_grad_(False)
+    return model
 
 
 def test_build_leaves_the_model_unchanged(tmp_path: Path, images: Path) -> None:
     from reportgen import build_report
 
-    model = TinyNet()
+    model = _with_gradients(TinyNet())
     model.train()
     model.features[1].eval()  # a mixed state must come back exactly as it was
     flags = [m.training for m in model.modules()]
+    autograd = _autograd_state(model)
+    grads = [None if g is None else g.clone() for _, g in autograd]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     build_report(model, images, tmp_path / "site", input_size=32, examples=2)
     assert [m.training for m in model.modules()] == flags
+    after_autograd = _autograd_state(model)
+    assert [r for r, _ in after_autograd] == [r for r, _ in autograd]
+    assert all(a is b for (_, a), (_, b) in zip(after_autograd, autograd, strict=True))
+    assert all(
+        (g is None and a is None) or (a is not None and g is not None and torch.equal(a, g))
+        for (_, a), g in zip(after_autograd, grads, strict=True)
+    )
     after = model.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before), "batch-norm buffers must not move"
@@ -98,35 +124,42 @@ def test_hooks_are_removed_and_flags_restored_when_forward_raises(
 
 
 def test_recorder_cleans_up_on_any_exception() -> None:
-    model = TinyNet()
+    model = _with_gradients(TinyNet())
     model.train()
-    with pytest.raises(KeyError), ConvRecorder(model, find_conv_layers(model), lambda i, o: None):
+    autograd = _autograd_state(model)
+    with pytest.raises(KeyError), recorder(model):
         assert not model.training
         assert _hook_count(model) == 3
+        for p in model.parameters():  # what a gradient pass would leave behind
+            p.requires_grad_(True)
+            p.grad = torch.zeros_like(p)
         raise KeyError("boom")
     assert model.training and _hook_count(model) == 0
+    after = _autograd_state(model)
+    assert [r for r, _ in after] == [r for r, _ in autograd]
+    assert all(a is b for (_, a), (_, b) in zip(after, autograd, strict=True))
 
 
 def test_module_called_twice_is_recorded_once_and_says_so(tiny_config: BuildConfig) -> None:
-    config = dataclasses.replace(
-        tiny_config, model=f"{MODELS}:TwiceNet", classes_file=None, input_size=24, examples=1
+    config = tiny_config.replace(
+        model=f"{MODELS}:TwiceNet", classes_file=None, input_size=24, examples=1
     )
     build(config)
-    layers = report(config.out)["layers"]
+    layers = read_report_json(config.site.out)["layers"]
     assert [(layer["name"], layer["calls_per_forward"]) for layer in layers] == [
         ("stem", 1),
         ("shared", 2),
     ]
-    page = (config.out / "layers" / "layer-002.html").read_text()
+    page = (config.site.out / "layers" / "layer-002.html").read_text()
     assert "first call only" in page
 
     model = TwiceNet()
-    seen: list[int] = []
-    with ConvRecorder(model, find_conv_layers(model), lambda i, o: seen.append(i)) as rec:
+    seen: list[str] = []
+    with recorder(model, lambda tap, o: seen.append(tap.layer)) as rec:
         rec.forward(torch.randn(1, 3, 8, 8))
         rec.forward(torch.randn(1, 3, 8, 8))
-    assert seen == [0, 1, 0, 1]
-    assert rec.calls_per_forward == [1, 2]
+    assert seen == ["stem", "shared", "stem", "shared"]
+    assert rec.calls_per_forward == {Tap("stem"): 1, Tap("shared"): 2}
 
 
 def test_depth_is_forward_order_not_definition_order() -> None:
@@ -137,17 +170,18 @@ def test_depth_is_forward_order_not_definition_order() -> None:
             self.early = torch.nn.Conv2d(3, 4, 1)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.late(self.early(x))
+            return self.late(self.early(x)).mean(dim=(2, 3))
 
     model = Reversed()
-    with ConvRecorder(model, find_conv_layers(model), lambda i, o: None) as rec:
+    adapter = TorchAdapter(model, torch.device("cpu"))
+    assert [c.name for c in adapter.conv_layers()] == ["late", "early"]  # definition order
+    with adapter.recording([Tap("late"), Tap("early")], lambda tap, x: None) as rec:
         rec.forward(torch.randn(1, 3, 4, 4))
-    names = [find_conv_layers(model)[i][0] for i in rec.call_order]
-    assert names == ["early", "late"]
+    assert rec.call_order == ("early", "late")
 
 
 def test_layers_glob_that_matches_nothing_is_an_error(tiny_config: BuildConfig) -> None:
     from reportgen.errors import ModelError
 
     with pytest.raises(ModelError, match="matches none of the 3 conv layers"):
-        build(dataclasses.replace(tiny_config, layers=("nothing.*",)))
+        build(tiny_config.replace(layers=("nothing.*",)))

@@ -6,7 +6,6 @@ and never write outside ``--out``.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import hashlib
 import json
@@ -19,33 +18,33 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from helpers import MODELS, check_site, cli_args, draw, report
+from helpers import MODELS, assert_clean_error, check_site, cli_args, draw, read_report_json, run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from test_cli import assert_clean_error, run
 
-from reportgen.collect import load_image
 from reportgen.config import BuildConfig
+from reportgen.data.decode import load_image
 from reportgen.errors import OutputError
 from reportgen.pipeline import build
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 
-def tiny_config(images: Path, out: Path, **changes: object) -> BuildConfig:
-    config = BuildConfig(
-        model=f"{MODELS}:TinyNet",
-        images=images,
-        out=out,
-        weights="none",
-        input_size=16,
-        batch_size=8,
-        examples=12,
-        max_channels=2,
-        quiet=True,
-    )
-    return dataclasses.replace(config, **changes)
+def hostile_config(images: Path, out: Path, **changes: object) -> BuildConfig:
+    """A small, quick build of TinyNet, with ``changes`` to its options."""
+    options = {
+        "model": f"{MODELS}:TinyNet",
+        "images": images,
+        "out": out,
+        "weights": "none",
+        "input_size": 16,
+        "batch_size": 8,
+        "examples": 12,
+        "max_channels": 2,
+        "quiet": True,
+    }
+    return BuildConfig.from_options({**options, **changes})
 
 
 def tree(root: Path, skip: Path | None = None) -> dict[str, str]:
@@ -159,11 +158,11 @@ def test_any_names_build_a_site_that_shows_them_escaped(
         before = tree(root)
         out = root / "out"
 
-        build(tiny_config(images, out, classes_file=class_file, examples=len(wanted)))
+        build(hostile_config(images, out, classes_file=class_file, examples=len(wanted)))
 
         # Nothing was written outside --out, nothing inside the image folder changed.
         assert tree(root, skip=out) == before
-        data = report(out)
+        data = read_report_json(out)
         assert {i["path"] for i in data["images"]} == wanted
         assert {i["label"] for i in data["images"]} == set(classes)
         assert check_site(out) == []
@@ -182,7 +181,7 @@ def test_any_names_build_a_site_that_shows_them_escaped(
             text = rel.replace("\r\n", "\n").replace("\r", "\n")
             assert text in shown, f"{rel!r} is not shown as text on the overview page"
         compare = _Markup()
-        compare.feed((out / "compare.html").read_text(encoding="utf-8"))
+        compare.feed((out / "mistakes.html").read_text(encoding="utf-8"))
         for cls in classes:
             assert cls.replace("\r\n", "\n").replace("\r", "\n") in "\n".join(compare.text)
 
@@ -283,8 +282,8 @@ def test_the_zoo_builds_and_every_bad_file_is_skipped_with_its_reason(
 ) -> None:
     expected = make_zoo(tmp_path / "zoo")
     out = tmp_path / "site"
-    build(tiny_config(tmp_path / "zoo", out, model=f"{MODELS}:{model}"))
-    data = report(out)
+    build(hostile_config(tmp_path / "zoo", out, model=f"{MODELS}:{model}"))
+    data = read_report_json(out)
     assert sorted(i["path"] for i in data["images"]) == sorted(
         name for name, reason in expected.items() if reason is None
     )
@@ -322,7 +321,7 @@ def small_site(root: Path) -> tuple[Path, Path]:
     images = root / "images"
     for i in range(2):
         draw(images / "apple" / f"{i}.png", i)
-    build(tiny_config(images, root / "site"))
+    build(hostile_config(images, root / "site"))
     return images, root / "site"
 
 
@@ -354,7 +353,7 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_the_old_site(
 
     monkeypatch.setattr(Path, "write_bytes", full)
     with pytest.raises(OutputError, match="No space left on device") as caught:
-        build(tiny_config(images, out, seed=1))
+        build(hostile_config(images, out, seed=1))
     assert "free some space" in str(caught.value)
     assert tree(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "site"]

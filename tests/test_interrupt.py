@@ -54,10 +54,10 @@ def test_interrupt_while_writing_keeps_the_previous_site(
     tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from reportgen.pipeline import build
-    from reportgen.site import SiteWriter
+    from reportgen.site.writer import SiteWriter
 
     build(tiny_config)
-    out = tiny_config.out
+    out = tiny_config.site.out
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     original = SiteWriter.write_bytes
     calls = []

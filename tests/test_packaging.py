@@ -47,7 +47,7 @@ def test_wheel_contains_templates_and_data(wheel: Path) -> None:
 
 def test_installed_wheel_finds_its_own_templates(wheel: Path, tmp_path: Path) -> None:
     zipfile.ZipFile(wheel).extractall(tmp_path)
-    code = "from reportgen.render import templates_dir; print(templates_dir())"
+    code = "from reportgen.site.render import templates_dir; print(templates_dir())"
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -61,7 +61,7 @@ def test_installed_wheel_finds_its_own_templates(wheel: Path, tmp_path: Path) ->
 
 
 def test_source_checkout_finds_templates() -> None:
-    from reportgen.render import templates_dir
+    from reportgen.site.render import templates_dir
 
     assert (templates_dir() / "page.html").is_file()
 

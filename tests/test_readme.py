@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from helpers import check_site, report
+from helpers import check_site, read_report_json
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,9 @@ def test_file_blocks_show_the_files_as_they_are() -> None:
 
 def test_the_ci_build_command_builds_the_trained_shapes_example() -> None:
     command = readme_blocks()["build"].text
-    assert "--weights examples/shapes/weights.pt" in command
+    assert "--config examples/shapes/featreport.toml" in command
+    toml = (ROOT / "examples" / "shapes" / "featreport.toml").read_text(encoding="utf-8")
+    assert 'weights = "weights.pt"' in toml
     assert (ROOT / ".ci" / "run").read_text().count("readme_command build") == 1
 
 
@@ -143,7 +145,7 @@ def test_photos(sandbox: Path) -> None:
     out = run("photos", sandbox)
     site = sandbox / "photos-report"
     assert Path(out.strip()) == site / "index.html"
-    data = report(site)
+    data = read_report_json(site)
     assert data["model"]["weights"] == "torchvision ResNet18_Weights.IMAGENET1K_V1"
     labels = {i["path"]: i["label"] for i in data["images"]}
     assert labels == {
@@ -160,7 +162,7 @@ def test_photos(sandbox: Path) -> None:
 
 def test_labels_csv(sandbox: Path) -> None:
     run("labels-csv", sandbox)
-    data = report(sandbox / "photos-report")
+    data = read_report_json(sandbox / "photos-report")
     assert data["label_source"] == "csv"
     assert data["warnings"] == []
     labels = {i["path"]: i["label"] for i in data["images"]}
@@ -179,7 +181,7 @@ def test_own_model(sandbox: Path) -> None:
         "report.json",
     ]
     assert "data:image/webp;base64," in (site / "index.html").read_text(encoding="utf-8")
-    assert 0.85 <= report(site)["accuracy"]["top1"] <= 0.95
+    assert 0.85 <= read_report_json(site)["accuracy"]["top1"] <= 0.95
     assert check_site(site) == []
 
 
@@ -187,7 +189,7 @@ def test_python_api(sandbox: Path) -> None:
     out = run("python-api", sandbox)
     site = sandbox / "notebook-report"
     assert Path(out.strip()) == site / "index.html"
-    data = report(site)
+    data = read_report_json(site)
     assert len(data["images"]) == 5
     assert data["model"]["untrained"] is False
     assert check_site(site) == []
@@ -213,7 +215,7 @@ def test_zip(sandbox: Path) -> None:
 def test_offline_weights(sandbox: Path, resnet_state: dict[str, torch.Tensor]) -> None:
     shutil.rmtree(sandbox / "torch-home")  # the file named on the command line is enough
     run("offline-weights", sandbox)
-    data = report(sandbox / "photos-report")
+    data = read_report_json(sandbox / "photos-report")
     assert RESNET_FILE in data["model"]["weights"]
     expected = torch.linalg.vector_norm(resnet_state["conv1.weight"].flatten(1), dim=1)
     assert data["layers"][0]["filter_norms"] == pytest.approx(expected.tolist(), rel=1e-5)
@@ -224,7 +226,7 @@ def test_offline_weights(sandbox: Path, resnet_state: dict[str, torch.Tensor]) -
 def test_low_memory(sandbox: Path) -> None:
     run("low-memory", sandbox)
     site = sandbox / "photos-report"
-    assert report(site)["model"]["device"] == "cpu"
+    assert read_report_json(site)["model"]["device"] == "cpu"
     assert len(list((site / "images").glob("*.html"))) == 3
 
 
@@ -261,7 +263,7 @@ def test_wrapper(sandbox: Path) -> None:
     run("wrapper", sandbox)
     assert (sandbox / "wrapper.py").is_file()
     run("wrapper-build", sandbox)
-    data = report(sandbox / "fusion-report")
+    data = read_report_json(sandbox / "fusion-report")
     assert [layer["name"] for layer in data["layers"]] == ["net.conv"]
     expected = torch.linalg.vector_norm(state["conv.weight"].flatten(1), dim=1)
     assert data["layers"][0]["filter_norms"] == pytest.approx(expected.tolist(), rel=1e-5)
@@ -299,7 +301,8 @@ def test_benchmark(sandbox: Path) -> None:
     out = run(
         "benchmark",
         sandbox,
-        extra=" --images 8 --size 64 --input-size 64 --memory 8,12 --tutorial-images 1",
+        extra=" --images 8 --size 64 --input-size 64 --memory 8,12 --examples-memory 2,6"
+        " --tutorial-images 1",
     )
     for needle in (
         "1. floor",
@@ -309,6 +312,8 @@ def test_benchmark(sandbox: Path) -> None:
         "site:",
         "peak RSS at 12 images",
         "12 vs 8 images",
+        "peak RSS with --examples 6",
+        "--examples 6 vs 2",
     ):
         assert needle in out, needle
 
@@ -346,9 +351,9 @@ OPAQUE = {"generator", "definitions"}  # maps whose keys are data, documented as
 
 
 def test_the_options_table_lists_every_option() -> None:
-    from reportgen.cli import build
+    from reportgen.commands.cli import build
 
     options = {o for p in build.params for o in p.opts if o.startswith("--")} - {"--help"}
     section = README.read_text(encoding="utf-8").split("## Options", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"`(--[a-z-]+)", section))
+    documented = set(re.findall(r"`(--[a-z-]+)", section)) - {"--help"}
     assert options == documented

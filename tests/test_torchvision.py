@@ -8,9 +8,9 @@ import pytest
 import torch
 import torchvision
 from click.testing import CliRunner
-from helpers import check_site, image_folder, report
+from helpers import check_site, image_folder, read_report_json
 
-from reportgen.cli import main
+from reportgen.commands.cli import main
 
 ARCHITECTURES = [
     ("resnet18", 64),
@@ -61,7 +61,7 @@ def test_architecture_builds(name: str, size: int, photos: Path, tmp_path: Path)
         ],
     )
     assert result.exit_code == 0, result.output + result.stderr
-    data = report(out)
+    data = read_report_json(out)
     layers = data["layers"]
     not_called = data["model"]["conv_layers_not_called"]
     assert len(layers) + len(not_called) == expected_convs(name)
@@ -108,7 +108,7 @@ def test_torchvision_weights_load_offline_from_the_torch_home_cache(
         ],
     )
     assert result.exit_code == 0, result.output + result.stderr
-    data = report(out)
+    data = read_report_json(out)
     assert data["model"]["weights"] == f"torchvision {weights}"
     assert data["model"]["untrained"] is False
     norms = data["layers"][0]["filter_norms"]

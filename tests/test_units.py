@@ -10,14 +10,19 @@ import torch
 from PIL import Image
 from torch import nn
 
-from reportgen import urls, visuals
-from reportgen.collect import ImageFile, collect_images, load_image
+from reportgen.analysis.accuracy import accuracy
+from reportgen.analysis.filters import filter_stats
+from reportgen.analysis.selection import select
 from reportgen.config import BuildConfig
+from reportgen.data.decode import load_image
+from reportgen.data.files import ImageFile, collect_images
+from reportgen.data.labels import LabelMatcher, read_class_names, resolve_labels
+from reportgen.drawing import visuals
 from reportgen.errors import LabelsError
-from reportgen.labels import LabelMatcher, read_class_names, resolve_labels
+from reportgen.models.torch_adapter import output_filters
 from reportgen.pipeline import build
-from reportgen.select import select
-from reportgen.stats import ChannelAccumulator, Prediction, accuracy, filter_stats, output_filters
+from reportgen.report.facts import ImageRecord, Prediction
+from reportgen.site import urls
 
 # ------------------------------------------------------------------ labels
 
@@ -101,36 +106,12 @@ def test_load_image_applies_exif_orientation_and_converts(tmp_path: Path) -> Non
 # ------------------------------------------------------------------ statistics
 
 
-def test_accumulator_is_independent_of_batching() -> None:
-    torch.manual_seed(0)
-    data = torch.randn(10, 5, 6, 6) * torch.arange(1, 6).view(1, 5, 1, 1) + 3
-    data[:, 2] = 1.5  # a dead (constant) channel
-    whole, parts = ChannelAccumulator(), ChannelAccumulator()
-    whole.update(data)
-    for chunk in (data[:3], data[3:4], data[4:]):
-        parts.update(chunk)
-    a, b = whole.finish(5), parts.finish(5)
-    assert a.channel_mean == pytest.approx(b.channel_mean, rel=1e-12)  # per-image sums
-    assert a.channel_mean == pytest.approx(data.double().mean(dim=(0, 2, 3)).tolist(), rel=1e-6)
-    assert a.channel_max == pytest.approx(data.amax(dim=(0, 2, 3)).tolist())
-    last = ChannelAccumulator()
-    last.update(data.contiguous(memory_format=torch.channels_last))
-    channels_last = last.finish(5)
-    assert channels_last.channel_mean == pytest.approx(a.channel_mean, rel=1e-6)
-    assert channels_last.channel_max == a.channel_max
-    assert channels_last.dead_channels == a.dead_channels
-    assert a.dead_channels == b.dead_channels == (2,)
-    assert 2 not in a.strongest_channels
-    assert a.activation_max == pytest.approx(float(data.max()))
-    assert a.output_shape == (5, 6, 6)
-
-
 def test_filter_stats_finds_dead_and_duplicate_filters() -> None:
     conv = nn.Conv2d(3, 6, 3)
     with torch.no_grad():
         conv.weight[1] = 0.0
         conv.weight[4] = conv.weight[2] * 2.5  # same direction, other scale
-    stats = filter_stats(conv)
+    stats = filter_stats(conv.weight)
     assert stats.dead == (1,)
     assert [(a, b) for a, b, _ in stats.duplicates] == [(2, 4)]
     assert stats.norms[4] == pytest.approx(2.5 * stats.norms[2], rel=1e-5)
@@ -144,7 +125,7 @@ def test_transposed_and_depthwise_filters_are_per_output_channel() -> None:
     # output channel 4 is in group 1: input channels 2-3, within-group output 1
     assert torch.equal(filters[4, 1], up.weight[3, 1])
     depthwise = nn.Conv2d(8, 8, 1, groups=8)
-    stats = filter_stats(depthwise)
+    stats = filter_stats(output_filters(depthwise))
     assert not stats.compared and stats.duplicates == ()
 
 
@@ -166,13 +147,17 @@ def test_accuracy_and_selection_cover_right_and_wrong() -> None:
         (1, 3, pytest.approx(1 / 3)),
     ]
     assert (1, 0, 2) in acc.confusion
-    chosen = select(preds, 4)
+    assert acc.wrong == 3 and [c.wrong for c in acc.per_class] == [1, 2]
+    assert acc.by_involvement == (0, 1)  # class 0: 2 true + 4 predicted; class 1: 3 + 1
+    # Image indices are file positions, with gaps where files were skipped.
+    images = [ImageRecord(2 * i, f"{i}.png", p) for i, p in enumerate(preds)]
+    chosen = select(images, 4)
     assert chosen.showcase[0] == 0  # the most confident correct image represents the set
-    assert {p for p in chosen.showcase if preds[p].correct is False} >= {1, 4}
-    rows = {r.label: r for r in chosen.compare}
-    assert rows[1].wrong == (4, 3)  # most confident mistake first
-    assert rows[1].correct == (2,)
-    assert select(preds, 0).showcase == ()
+    assert {i for i in chosen.showcase if preds[i // 2].correct is False} >= {2, 8}
+    rows = {r.label: r for r in chosen.mistakes}
+    assert rows[1].wrong == (8, 6)  # most confident mistake first
+    assert rows[1].correct == (4,)
+    assert select(images, 0).showcase == ()
 
 
 # ------------------------------------------------------------------ pictures and layout
@@ -276,18 +261,37 @@ def test_only_finished_8bit_pixels_move_to_the_host(
 
         return wrapped
 
+    def recording_stream(make: object) -> object:
+        def wrapped(*args: object) -> object:
+            stream = make(*args)  # type: ignore[operator]
+
+            def watched() -> object:
+                while True:
+                    drawing[0] = True
+                    try:
+                        item = next(stream, None)
+                    finally:
+                        drawing[0] = False
+                    if item is None:
+                        return
+                    yield item
+
+            return watched()
+
+        return wrapped
+
     monkeypatch.setattr(torch.Tensor, "cpu", cpu)
     monkeypatch.setattr(torch.Tensor, "numpy", numpy)
-    monkeypatch.setattr(pipeline, "capture_maps", recording(pipeline.capture_maps))
-    monkeypatch.setattr(pipeline, "draw_images", recording(pipeline.draw_images))
-    monkeypatch.setattr(pipeline, "draw_layers", recording(pipeline.draw_layers))
+    monkeypatch.setattr(pipeline, "gather_maps", recording_stream(pipeline.gather_maps))
+    monkeypatch.setattr(pipeline, "draw_image", recording(pipeline.draw_image))
+    monkeypatch.setattr(pipeline, "draw_layer", recording(pipeline.draw_layer))
     build(tiny_config)
     assert moved, "nothing was drawn?"
     assert set(moved) == {torch.uint8}
 
 
 def test_logits_are_found_in_nested_outputs_and_the_place_is_named() -> None:
-    from reportgen.infer import pick_logits
+    from reportgen.models.logits import pick_logits
 
     logits = torch.zeros(2, 3)
     found, where = pick_logits(({"logits": logits, "aux": 1}, "extra"))

@@ -128,6 +128,7 @@ def draw_set(per_class: int, seed: int) -> list[tuple[str, int, Image.Image]]:
 
 
 def main() -> None:
+    """Draw the evaluation pictures the command line asks for."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--per-class", type=int, default=20)

@@ -36,4 +36,5 @@ class ShapesNet(nn.Module):
         nn.init.normal_(self.features[0].weight, std=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the class logits of a batch of 64×64 pictures."""
         return self.classifier(self.pool(self.features(x)).flatten(1))

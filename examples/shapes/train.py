@@ -47,6 +47,7 @@ def tensors(per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Return the share of ``images`` the model classifies as ``labels``."""
     model.eval()
     with torch.inference_mode():
         predicted = torch.cat([model(batch).argmax(1) for batch in images.split(256)])
@@ -91,6 +92,7 @@ def train(per_class: int, epochs: int, log: bool = True) -> tuple[ShapesNet, flo
 
 
 def main() -> None:
+    """Train the shapes model from a fixed seed and write its weights."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "weights.pt")
     parser.add_argument("--per-class", type=int, default=600)

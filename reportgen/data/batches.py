@@ -1,0 +1,83 @@
+"""Batches of decoded, preprocessed images, for a whole folder or a subset of it (a shard)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from .decode import load_image
+from .files import ImageFile
+
+__all__ = ["Batch", "Prepare", "batches"]
+
+
+class Prepare(Protocol):
+    """Turn a decoded picture into the model's input tensor."""
+
+    @property
+    def mode(self) -> str:
+        """Return the Pillow mode the picture must have: "RGB" or "L"."""
+        ...
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """Return the ``[C, H, W]`` input tensor for ``image``."""
+        ...
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Images ready for the model, with their indices among the files, and those that failed."""
+
+    indices: tuple[int, ...]  # the images in ``pixels``, by their index in the file list
+    pixels: torch.Tensor | None  # [N, C, H, W] on the host; None when every file failed
+    failed: tuple[tuple[int, str], ...]  # (file index, reason) of files that could not be read
+
+
+Item = tuple[int, torch.Tensor | None, str | None]
+
+
+class _Images(Dataset[Item]):
+    """Decode and preprocess images; a file that fails yields its reason instead."""
+
+    def __init__(
+        self, files: Sequence[ImageFile], indices: Sequence[int], prepare: Prepare
+    ) -> None:
+        self.files = files
+        self.indices = list(indices)
+        self.prepare = prepare
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Item:
+        index = self.indices[i]
+        image = load_image(self.files[index].path, self.prepare.mode)
+        if isinstance(image, str):
+            return index, None, image
+        return index, self.prepare(image), None
+
+
+def _collate(items: list[Item]) -> Batch:
+    good = [(i, t) for i, t, _ in items if t is not None]
+    bad = tuple((i, r) for i, t, r in items if t is None and r is not None)
+    pixels = torch.stack([t for _, t in good]) if good else None
+    return Batch(tuple(i for i, _ in good), pixels, bad)
+
+
+def batches(
+    files: Sequence[ImageFile],
+    prepare: Prepare,
+    batch_size: int,
+    indices: Sequence[int] | None = None,
+) -> Iterator[Batch]:
+    """Yield the files at ``indices`` (default: all, in order) as batches of ``batch_size``."""
+    chosen = range(len(files)) if indices is None else indices
+    loader: DataLoader[Item] = DataLoader(
+        _Images(files, chosen, prepare), batch_size=batch_size, shuffle=False, collate_fn=_collate
+    )
+    yield from loader

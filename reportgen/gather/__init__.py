@@ -1,0 +1,5 @@
+"""Pass 2: maps of the selected images only, gathered and streamed batch by batch."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,91 @@
+"""The seam between featreport and a model: taps, a recording context, and the adapter.
+
+Everything after model loading talks to a :class:`ModelAdapter`: it names the conv
+layers and their facts, hands over each layer's filters as a plain tensor
+``[out_channels, in_channels/groups, kh, kw]``, and opens a :class:`Recording` in which
+``forward(batch)`` returns class logits while every requested :class:`Tap` hands its
+tensor to a sink. No stage after loading sees an ``nn.Module``, so another framework
+needs only another adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+
+from ..report.facts import ConvFacts
+
+__all__ = ["LOGITS", "ModelAdapter", "Point", "Recording", "Sink", "Tap"]
+
+Point = Literal["conv", "logits"]
+"""Where a tensor is taken. ``conv``: a conv layer's own output, before any batch norm or
+activation. ``logits``: the class logits the forward pass returns. Further points of a
+conv block (the input of the batch norm that follows it, the output of its activation)
+are new values here and new hooks in the adapter; the sink and the reducers stay as
+they are."""
+
+
+@dataclass(frozen=True, order=True)
+class Tap:
+    """One place in the model where a tensor is handed to a sink on every forward pass."""
+
+    layer: str  # the conv layer's name; empty for the logits
+    point: Point = "conv"
+
+
+LOGITS = Tap("", "logits")
+
+Sink = Callable[[Tap, torch.Tensor], None]
+"""Called with each tap's tensor during the forward pass. The tensor may be overwritten
+by an in-place operation once the sink returns, so a sink reduces or copies it at once."""
+
+
+class Recording(Protocol):
+    """A model with its taps in place, for the duration of a ``with`` block."""
+
+    def forward(self, batch: torch.Tensor, names: Sequence[str] = ()) -> torch.Tensor:
+        """Run one batch (on the host) and return its logits ``[N, classes]`` on the device.
+
+        ``names`` names the batch's images in the error raised when the forward fails.
+        """
+        ...
+
+    @property
+    def logits_from(self) -> str:
+        """Say where in the model's output the logits were found, such as "the output tensor"."""
+        ...
+
+    @property
+    def call_order(self) -> tuple[str, ...]:
+        """Return the tapped layers in the order the forward pass first called them."""
+        ...
+
+    @property
+    def calls_per_forward(self) -> Mapping[str, int]:
+        """Return how often each tapped layer ran in one forward pass (the most seen)."""
+        ...
+
+
+class ModelAdapter(Protocol):
+    """A loaded model as featreport sees it: conv layers, filters and recordings."""
+
+    @property
+    def device(self) -> torch.device:
+        """Return the device the model runs on."""
+        ...
+
+    def conv_layers(self) -> tuple[ConvFacts, ...]:
+        """Return the chosen conv layers (``--layers``), in definition order."""
+        ...
+
+    def filters(self, layer: str) -> torch.Tensor:
+        """Return a layer's weights as ``[out_channels, in_channels/groups, kh, kw]``."""
+        ...
+
+    def recording(self, taps: Collection[Tap], sink: Sink) -> AbstractContextManager[Recording]:
+        """Open a recording that calls ``sink`` for every tap in ``taps`` on each forward."""
+        ...

@@ -1,0 +1,103 @@
+"""Resolve ``--model`` and ``--weights`` into a model adapter, its facts and its preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import WEIGHT_SUFFIXES, ModelSpec, RunConfig
+from ..errors import ModelError
+from .adapter import ModelAdapter
+from .checkpoint import load_weights_file
+from .code_source import code_model, given_model
+from .preprocess import Preprocess, preprocess_from_options, preprocess_from_weights
+from .source import Built
+from .torch_adapter import TorchAdapter, input_channels
+from .torchvision_source import imagenet_categories, torchvision_model
+
+__all__ = ["LoadedModel", "load_model", "resolve_device"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to run behind its adapter, and the facts the report states about it."""
+
+    adapter: ModelAdapter
+    name: str
+    weights: str
+    untrained: bool
+    categories: tuple[str, ...] | None
+    imagenet_classes: bool
+    preprocess: Preprocess
+    parameters: int
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn ``auto|cpu|cuda|mps`` into a device that exists here."""
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps else torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for but CUDA is not available; use --device cpu")
+    if name == "mps" and not mps:
+        raise ModelError("--device mps was asked for but MPS is not available; use --device cpu")
+    return torch.device(name)
+
+
+def _is_weights_file(weights: str) -> bool:
+    return weights.lower() not in ("default", "none") and (
+        weights.endswith(WEIGHT_SUFFIXES) or Path(weights).exists()
+    )
+
+
+def _build(spec: ModelSpec, weights_file: bool) -> Built:
+    """Build the module from its source: a module given, code, or a torchvision name."""
+    if isinstance(spec.model, nn.Module):
+        return given_model(spec.model, spec)
+    if not isinstance(spec.model, str):
+        raise ModelError(
+            f"--model must be a model spec or an nn.Module, not {type(spec.model).__name__}"
+        )
+    if ":" in spec.model:
+        return code_model(spec, spec.model, weights_file)
+    return torchvision_model(spec, spec.model, weights_file)
+
+
+def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
+    """Build the model the spec names, load its weights, and pick its preprocessing."""
+    weights_file = _is_weights_file(spec.weights)
+    built = _build(spec, weights_file)
+    module, weights = built.module, built.weights
+    if weights_file:
+        how = load_weights_file(module, Path(spec.weights), spec.allow_pickle)
+        weights = f"state dict from {spec.weights}" + (f" ({how})" if how else "")
+
+    channels = input_channels(module)
+    user_preprocess = spec.input_size or spec.mean or spec.std
+    if built.torchvision_weights is not None and not user_preprocess:
+        preprocess = preprocess_from_weights(built.torchvision_weights, channels)
+    else:
+        preprocess = preprocess_from_options(spec, channels)
+
+    if isinstance(spec.model, nn.Module) and run.device == "auto":
+        # A module the caller built stays where it is: the build must not move it.
+        device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    else:
+        device = resolve_device(run.device)
+    module.to(device)
+    categories = built.categories
+    return LoadedModel(
+        adapter=TorchAdapter(module, device, run.layers, spec.output_key),
+        name=built.name,
+        weights=weights,
+        untrained=built.untrained,
+        categories=categories,
+        imagenet_classes=categories == imagenet_categories() if categories else False,
+        preprocess=preprocess,
+        parameters=sum(p.numel() for p in module.parameters()),
+    )

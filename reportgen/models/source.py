@@ -1,0 +1,31 @@
+"""What every model source hands over: a built module and the facts of how it was built."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision.models import _api as tv_api
+
+__all__ = ["Built", "seeded"]
+
+
+@dataclass(frozen=True)
+class Built:
+    """A module as its source built it, before any weights file is loaded into it."""
+
+    module: nn.Module
+    name: str
+    weights: str  # how the weights came to be, for the report
+    untrained: bool
+    categories: tuple[str, ...] | None  # class names the source knows of
+    torchvision_weights: tv_api.WeightsEnum | None = None  # their transforms() preprocess
+
+
+def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+    """Build a module with torch's generator seeded, leaving the global generator as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()

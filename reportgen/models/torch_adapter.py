@@ -1,0 +1,184 @@
+"""The adapter for PyTorch modules: conv layers found by type, taps made of forward hooks."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import cast
+
+import torch
+from torch import nn
+
+from ..errors import InferenceError, ModelError, short_error
+from ..report.facts import ConvFacts
+from .adapter import LOGITS, Sink, Tap
+from .hooks import Hooked, TapRecorder
+from .logits import pick_logits
+
+__all__ = [
+    "CONV_TYPES",
+    "TorchAdapter",
+    "conv_facts",
+    "conv_modules",
+    "input_channels",
+    "output_filters",
+]
+
+CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d)
+
+
+def conv_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    """List the conv layers (subclasses included) by name, in definition order."""
+    convs = [(name, m) for name, m in module.named_modules() if isinstance(m, CONV_TYPES)]
+    if not convs:
+        raise ModelError(
+            "the model has no nn.Conv2d or nn.ConvTranspose2d layer; featreport visualizes CNNs"
+        )
+    return convs
+
+
+def input_channels(module: nn.Module) -> int:
+    """Say how many channels the first conv layer takes (1 or 3)."""
+    _, first = conv_modules(module)[0]
+    channels = int(cast("nn.Conv2d", first).in_channels)
+    if channels not in (1, 3):
+        raise ModelError(
+            f"the first conv layer takes {channels} input channels; featreport feeds RGB (3) "
+            "or grayscale (1) images"
+        )
+    return channels
+
+
+def conv_facts(name: str, layer: nn.Module) -> ConvFacts:
+    """State the settings of one conv module."""
+    module = cast("nn.Conv2d | nn.ConvTranspose2d", layer)
+    padding = module.padding
+    return ConvFacts(
+        name=name,
+        type=type(module).__name__,
+        in_channels=int(module.in_channels),
+        out_channels=int(module.out_channels),
+        kernel_size=tuple(int(k) for k in module.kernel_size),
+        stride=tuple(int(s) for s in module.stride),
+        padding=padding if isinstance(padding, str) else "×".join(str(int(p)) for p in padding),
+        dilation=tuple(int(d) for d in module.dilation),
+        groups=int(module.groups),
+        transposed=isinstance(module, nn.ConvTranspose2d),
+    )
+
+
+def output_filters(module: nn.Module) -> torch.Tensor:
+    """Return the weights as ``[out_channels, in_channels/groups, kh, kw]`` for any conv."""
+    weight = cast("torch.Tensor", module.weight).detach()
+    if not isinstance(module, nn.ConvTranspose2d):
+        return weight
+    groups = module.groups
+    cin, cout_g, *kernel = weight.shape
+    w = weight.reshape(groups, cin // groups, cout_g, *kernel).transpose(1, 2)
+    return w.reshape(groups * cout_g, cin // groups, *kernel)
+
+
+def _choose(convs: list[tuple[str, nn.Module]], patterns: Sequence[str]) -> dict[str, nn.Module]:
+    if not patterns:
+        return dict(convs)
+    chosen = {n: m for n, m in convs if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+    if not chosen:
+        sample = ", ".join(n for n, _ in convs[:6])
+        raise ModelError(
+            f"--layers {' '.join(patterns)} matches none of the {len(convs)} conv layers "
+            f"(they are named like {sample}); use glob patterns such as 'layer1.*'"
+        )
+    return chosen
+
+
+class _TorchRecording:
+    """A module with forward hooks in place (see :class:`reportgen.models.adapter.Recording`)."""
+
+    def __init__(
+        self,
+        recorder: TapRecorder,
+        device: torch.device,
+        output_key: str | None,
+        sink: Sink | None,
+    ) -> None:
+        self._recorder = recorder
+        self._device = device
+        self._output_key = output_key
+        self._logits_sink = sink  # set when the logits are one of the taps
+        self._logits_from = ""
+
+    def forward(self, batch: torch.Tensor, names: Sequence[str] = ()) -> torch.Tensor:
+        """Run one batch and return its logits; the logits tap, if asked for, sees them too."""
+        on_device = batch.to(self._device)
+        try:
+            output = self._recorder.forward(on_device)
+        except Exception as exc:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            raise InferenceError(
+                f"the model's forward pass failed ({short_error(exc)[:300]}) on the batch of "
+                f"{len(names)} image(s) {shown}, input shape {tuple(batch.shape)}; check "
+                "--input-size and that the model takes one image tensor"
+            ) from None
+        logits, self._logits_from = pick_logits(output, self._output_key)
+        if self._logits_sink is not None:
+            self._logits_sink(LOGITS, logits)
+        return logits
+
+    @property
+    def logits_from(self) -> str:
+        """Say where in the model's output the logits were found."""
+        return self._logits_from
+
+    @property
+    def call_order(self) -> tuple[str, ...]:
+        """Return the tapped layers in the order the forward pass first called them."""
+        return tuple(tap.layer for tap in self._recorder.call_order)
+
+    @property
+    def calls_per_forward(self) -> Mapping[str, int]:
+        """Return how often each tapped layer ran in one forward pass."""
+        return {tap.layer: n for tap, n in self._recorder.calls_per_forward.items()}
+
+
+class TorchAdapter:
+    """A PyTorch module behind the :class:`reportgen.models.adapter.ModelAdapter` seam."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        device: torch.device,
+        layers: Sequence[str] = (),
+        output_key: str | None = None,
+    ) -> None:
+        self._module = module
+        self._device = device
+        self._output_key = output_key
+        self._layers = _choose(conv_modules(module), layers)
+
+    @property
+    def device(self) -> torch.device:
+        """Return the device the model runs on."""
+        return self._device
+
+    def conv_layers(self) -> tuple[ConvFacts, ...]:
+        """Return the chosen conv layers, in definition order."""
+        return tuple(conv_facts(name, m) for name, m in self._layers.items())
+
+    def filters(self, layer: str) -> torch.Tensor:
+        """Return a layer's weights as ``[out_channels, in_channels/groups, kh, kw]``."""
+        return output_filters(self._layers[layer])
+
+    def _hooked(self, tap: Tap) -> Hooked:
+        if tap.point == "conv" and tap.layer in self._layers:
+            return Hooked(tap, self._layers[tap.layer])
+        raise ModelError(f"no tap {tap.point!r} at layer {tap.layer!r} in this model")
+
+    @contextmanager
+    def recording(self, taps: Collection[Tap], sink: Sink) -> Iterator[_TorchRecording]:
+        """Open a recording: the taps' modules hooked until the block ends, then restored."""
+        hooked = [self._hooked(tap) for tap in sorted(taps) if tap != LOGITS]
+        with TapRecorder(self._module, hooked, sink) as recorder:
+            yield _TorchRecording(
+                recorder, self._device, self._output_key, sink if LOGITS in taps else None
+            )

@@ -1,0 +1,247 @@
+"""What every page kind shares: small records, value formatting, and the page context.
+
+Page models hold values, never sentences: names, numbers and lists formatted as text,
+link texts, alt texts and fact labels. Every sentence a reader sees is in a template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from ...report.facts import Prediction, Report
+from .. import urls
+from ..choices import SiteChoices
+from ..layout import GRID_PX, MEAN_MAP_PX, strip_depths
+from ..urls import Linker
+
+__all__ = [
+    "Card",
+    "Chrome",
+    "Fact",
+    "Link",
+    "NavItem",
+    "PageContext",
+    "PageKind",
+    "Picture",
+    "Sizes",
+    "Verdict",
+    "index_list",
+    "num",
+    "pct",
+    "shape_text",
+    "verdict",
+]
+
+PageKind = Literal["index", "image", "layer", "filters", "mistakes"]
+Sizes = Mapping[str, tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link: where it goes and what it says."""
+
+    href: str
+    text: str
+
+
+@dataclass(frozen=True)
+class NavItem:
+    """One entry of the site navigation."""
+
+    href: str
+    text: str
+    current: bool
+
+
+@dataclass(frozen=True)
+class Picture:
+    """An image on a page: its source, displayed size and alt text."""
+
+    src: str
+    width: int
+    height: int
+    alt: str
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One row of a facts table."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a prediction was right, as a word and a CSS class."""
+
+    text: str  # "correct", "wrong" or "unlabeled"
+    css: str
+
+
+@dataclass(frozen=True)
+class Chrome:
+    """What every page has: title, navigation, stylesheet and whether weights are untrained."""
+
+    kind: PageKind
+    path: str
+    title: str
+    section_id: str
+    style_href: str
+    nav: tuple[NavItem, ...]
+    untrained: bool
+    model_name: str
+
+
+@dataclass(frozen=True)
+class Card:
+    """A small linked example: an image, what the model said, and whether it was right."""
+
+    link: Link | None
+    name: str
+    picture: Picture
+    predicted: str
+    confidence: str
+    truth: str
+    verdict: Verdict
+    strip: Picture | None = None
+
+
+def pct(value: float | None) -> str:
+    """Format a share as a percentage with one decimal, or a dash."""
+    return "—" if value is None else f"{100.0 * value:.1f}%"
+
+
+def num(value: float) -> str:
+    """Format a measured value with four significant digits."""
+    return f"{value:.4g}"
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """Format a shape as ``8×32×32``."""
+    return "×".join(str(s) for s in shape)
+
+
+def index_list(indices: Sequence[int], limit: int = 40) -> str:
+    """Format a list of indices, shortened after ``limit`` with the total."""
+    if not indices:
+        return "none"
+    shown = ", ".join(str(i) for i in indices[:limit])
+    return shown + (f" … ({len(indices)} in all)" if len(indices) > limit else "")
+
+
+def verdict(prediction: Prediction) -> Verdict:
+    """Say whether a prediction was right."""
+    if prediction.correct is None:
+        return Verdict("unlabeled", "unlabeled")
+    return Verdict("correct", "correct") if prediction.correct else Verdict("wrong", "wrong")
+
+
+class PageContext:
+    """Everything the page builders share: the facts, the site's choices, the pictures drawn."""
+
+    def __init__(
+        self, report: Report, choices: SiteChoices, sizes: Sizes, ext: str, linker: Linker
+    ) -> None:
+        self.report = report
+        self.choices = choices
+        self.sizes = sizes
+        self.ext = ext
+        self.base = linker
+        self.showcase = set(choices.selection.showcase)
+
+    def picture(self, linker: Linker, asset: str, alt: str, at_least: int = 0) -> Picture:
+        """Describe an asset; small ones are shown enlarged (by a whole factor, up to 4×)."""
+        width, height = self.sizes[asset]
+        zoom = min(4, max(1, -(-at_least // max(width, height))))
+        return Picture(linker.src(asset), width * zoom, height * zoom, alt)
+
+    def chrome(self, linker: Linker, kind: PageKind, title: str) -> Chrome:
+        """Return the frame of a page of ``kind``."""
+        items: list[tuple[str, str, PageKind]] = [
+            (urls.INDEX, "Overview", "index"),
+            (urls.FILTERS, "Filters", "filters"),
+            (urls.MISTAKES, "Correct vs wrong", "mistakes"),
+            (urls.layer_page(0), "Layers", "layer"),
+        ]
+        showcase = self.choices.selection.showcase
+        if showcase:
+            items.append((urls.image_page(showcase[0]), "Images", "image"))
+        return Chrome(
+            kind=kind,
+            path=linker.page,
+            title=title,
+            section_id=urls.section_id(linker.page),
+            style_href=urls.relative(linker.page, urls.STYLE),
+            nav=tuple(NavItem(linker.href(href), text, k == kind) for href, text, k in items),
+            untrained=self.report.model.untrained,
+            model_name=self.report.model.name,
+        )
+
+    def image_label(self, index: int) -> str:
+        """Name an image by its path under the image folder."""
+        return self.report.image(index).path
+
+    def channels(self, index: int, depth: int) -> str:
+        """List the channels that image ``index``'s grid at ``depth`` shows, strongest first."""
+        return index_list(self.choices.channels_shown[index][depth], limit=64)
+
+    def shown_channels(self, depth: int) -> int:
+        """Count the channels each grid of layer ``depth`` shows."""
+        return min(self.choices.max_channels, self.report.layers[depth].conv.out_channels)
+
+    def mean_map(
+        self, linker: Linker, index: int, depth: int, at_least: int = MEAN_MAP_PX
+    ) -> Picture:
+        """Describe the channel-mean map of layer ``depth`` for image ``index``."""
+        layer = self.report.layers[depth].conv.name
+        return self.picture(
+            linker,
+            urls.mean_picture(index, depth, self.ext),
+            f"Channel-mean map of {layer} for {self.image_label(index)}",
+            at_least=at_least,
+        )
+
+    def grid(self, linker: Linker, index: int, depth: int) -> Picture:
+        """Describe the grid of layer ``depth``'s strongest channels for image ``index``."""
+        name = self.report.layers[depth].conv.name
+        return self.picture(
+            linker,
+            urls.grid_picture(index, depth, self.ext),
+            f"{self.shown_channels(depth)} strongest channels of {name} for {self.image_label(index)}",
+            at_least=GRID_PX,
+        )
+
+    def input_picture(self, linker: Linker, index: int) -> Picture:
+        """Describe image ``index`` as the model saw it."""
+        return self.picture(
+            linker,
+            urls.input_picture(index, self.ext),
+            f"Input image {self.image_label(index)} as the model sees it",
+        )
+
+    def card(self, linker: Linker, index: int, with_strip: bool = False) -> Card:
+        """Make the card of image ``index``, linked to its page when it has one."""
+        p = self.report.image(index).prediction
+        label = self.image_label(index)
+        link = Link(linker.href(urls.image_page(index)), label) if index in self.showcase else None
+        strip = None
+        if with_strip:
+            count = len(strip_depths(len(self.report.layers)))
+            strip = self.picture(
+                linker,
+                urls.strip_picture(index, self.ext),
+                f"Channel-mean maps of {count} conv layers, shallow to deep, for {label}",
+            )
+        return Card(
+            link=link,
+            name=label,
+            picture=self.input_picture(linker, index),
+            predicted=self.report.class_name(p.predicted),
+            confidence=pct(p.confidence),
+            truth=self.report.class_name(p.label),
+            verdict=verdict(p),
+            strip=strip,
+        )

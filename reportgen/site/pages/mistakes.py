@@ -1,0 +1,142 @@
+"""The mistakes page, ``mistakes.html``: wrong predictions beside correct ones, per class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import urls
+from ..layout import CONFUSION_LIMIT, strip_depths
+from .common import Card, Chrome, PageContext, pct
+
+__all__ = [
+    "ClassRow",
+    "ConfusionCell",
+    "ConfusionRow",
+    "MistakesPage",
+    "MistakesRow",
+    "mistakes_page",
+]
+
+
+@dataclass(frozen=True)
+class MistakesRow:
+    """One true class: its mistakes beside correct images of it."""
+
+    anchor: str
+    name: str
+    wrong_total: int
+    images: int
+    top1: str
+    wrong: tuple[Card, ...]
+    correct: tuple[Card, ...]
+    more: int  # wrong predictions of this class not shown
+
+
+@dataclass(frozen=True)
+class ConfusionCell:
+    """One cell of the confusion matrix."""
+
+    count: int
+    css: str  # "diag", "off" or "zero"
+    predicted: str
+
+
+@dataclass(frozen=True)
+class ConfusionRow:
+    """One true class's row of the confusion matrix."""
+
+    name: str
+    cells: tuple[ConfusionCell, ...]
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    """One row of the per-class accuracy table."""
+
+    name: str
+    images: int
+    top1: str
+    top5: str
+    wrong: int
+
+
+@dataclass(frozen=True)
+class MistakesPage:
+    """The mistakes page."""
+
+    chrome: Chrome
+    needs_labels: bool
+    rows: tuple[MistakesRow, ...]
+    strip_layers: int  # layers in each card's strip
+    layer_count: int
+    strip_depths: str  # which depths the strip shows, when not all
+    omitted: int  # classes with mistakes not shown
+    confusion_labels: tuple[str, ...]
+    confusion: tuple[ConfusionRow, ...]
+    confusion_classes: int  # classes in the matrix
+    involved: int  # classes with any image, as true or predicted class
+    per_class: tuple[ClassRow, ...]
+    all_correct: bool
+
+
+def _confusion(ctx: PageContext) -> tuple[list[int], tuple[ConfusionRow, ...]]:
+    r, acc = ctx.report, ctx.report.accuracy
+    chosen = sorted(acc.by_involvement[:CONFUSION_LIMIT])
+    counts = {(t, q): n for t, q, n in acc.confusion}
+    true_classes = {t for t, _, _ in acc.confusion}
+    rows = tuple(
+        ConfusionRow(
+            name=r.class_name(t),
+            cells=tuple(
+                ConfusionCell(
+                    count=counts.get((t, q), 0),
+                    css="zero" if not counts.get((t, q)) else ("diag" if t == q else "off"),
+                    predicted=r.class_name(q),
+                )
+                for q in chosen
+            ),
+        )
+        for t in chosen
+        if t in true_classes
+    )
+    return chosen, rows
+
+
+def mistakes_page(ctx: PageContext) -> MistakesPage:
+    """Build the mistakes page."""
+    r = ctx.report
+    linker = ctx.base.for_page(urls.MISTAKES)
+    depths = strip_depths(len(r.layers))
+    rows = tuple(
+        MistakesRow(
+            anchor=linker.anchor(urls.class_anchor(row.label)),
+            name=r.class_name(row.label),
+            wrong_total=row.wrong_total,
+            images=row.wrong_total + row.correct_total,
+            top1=pct(row.correct_total / (row.wrong_total + row.correct_total)),
+            wrong=tuple(ctx.card(linker, i, with_strip=True) for i in row.wrong),
+            correct=tuple(ctx.card(linker, i, with_strip=True) for i in row.correct),
+            more=row.wrong_total - len(row.wrong),
+        )
+        for row in ctx.choices.selection.mistakes
+    )
+    chosen, confusion = _confusion(ctx)
+    acc = r.accuracy
+    return MistakesPage(
+        chrome=ctx.chrome(linker, "mistakes", f"Correct vs wrong — {r.model.name}"),
+        needs_labels=acc.labeled == 0,
+        rows=rows,
+        strip_layers=len(depths),
+        layer_count=len(r.layers),
+        strip_depths=", ".join(str(d + 1) for d in depths),
+        omitted=ctx.choices.selection.mistake_classes_omitted,
+        confusion_labels=tuple(r.class_name(q) for q in chosen),
+        confusion=confusion,
+        confusion_classes=len(chosen),
+        involved=len(acc.by_involvement),
+        per_class=tuple(
+            ClassRow(r.class_name(c.index), c.images, pct(c.top1), pct(c.top5), c.wrong)
+            for c in acc.per_class
+        ),
+        all_correct=acc.labeled > 0 and not rows,
+    )

@@ -1,0 +1,229 @@
+"""Pass 1's reducers: independent of batching and sharding, mergeable, and pluggable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from models import TinyNet
+
+from reportgen.analysis.channels import channel_stats
+from reportgen.config import BuildConfig
+from reportgen.data.batches import batches
+from reportgen.data.files import collect_images
+from reportgen.models.adapter import LOGITS, Tap
+from reportgen.models.load import load_model
+from reportgen.models.torch_adapter import TorchAdapter
+from reportgen.tally.moments import ChannelMomentsReducer
+from reportgen.tally.pass1 import run_pass1
+from reportgen.tally.predictions import TopClassesReducer
+from reportgen.tally.reducer import Tally
+
+
+def activations() -> torch.Tensor:
+    torch.manual_seed(0)
+    data = torch.randn(10, 5, 6, 6) * torch.arange(1, 6).view(1, 5, 1, 1) + 3
+    data[:, 2] = 1.5  # a dead (constant) channel
+    return data
+
+
+def reduce(reducer: ChannelMomentsReducer, *chunks: tuple[torch.Tensor, range]) -> None:
+    for x, indices in chunks:
+        reducer.update(x, torch.tensor(list(indices)))
+
+
+def test_moments_are_independent_of_batching_and_layout() -> None:
+    data = activations()
+    whole, parts = ChannelMomentsReducer(), ChannelMomentsReducer()
+    reduce(whole, (data, range(10)))
+    reduce(parts, (data[:3], range(3)), (data[3:4], range(3, 4)), (data[4:], range(4, 10)))
+    a, b = whole.finish(whole.state()), parts.finish(parts.state())
+    assert a.count == b.count == 10 * 36
+    assert a.mean == pytest.approx(b.mean, rel=1e-12)  # per-image sums, merged in float64
+    assert a.sum_squares == pytest.approx(b.sum_squares, rel=1e-12)
+    assert a.mean == pytest.approx(data.double().mean(dim=(0, 2, 3)).tolist(), rel=1e-6)
+    assert a.variance == pytest.approx(
+        data.double().var(dim=(0, 2, 3), unbiased=False).tolist(), rel=1e-5, abs=1e-9
+    )
+    assert a.max == pytest.approx(data.amax(dim=(0, 2, 3)).tolist())
+    assert a.min == pytest.approx(data.amin(dim=(0, 2, 3)).tolist())
+    assert a.output_shape == (5, 6, 6)
+    last = ChannelMomentsReducer()
+    reduce(last, (data.contiguous(memory_format=torch.channels_last), range(10)))
+    c = last.finish(last.state())
+    assert c.mean == pytest.approx(a.mean, rel=1e-6) and c.max == a.max
+    stats = channel_stats(a)
+    assert stats.dead_channels == channel_stats(c).dead_channels == (2,)
+    assert 2 not in stats.by_mean
+    assert stats.by_mean == tuple(sorted((0, 1, 3, 4), key=lambda ch: -a.mean[ch]))
+
+
+def test_shards_merge_to_the_whole() -> None:
+    data = activations()
+    whole, first, second = ChannelMomentsReducer(), ChannelMomentsReducer(), ChannelMomentsReducer()
+    reduce(whole, (data, range(10)))
+    reduce(first, (data[:4], range(4)))
+    reduce(second, (data[4:7], range(4, 7)), (data[7:], range(7, 10)))
+    merged, alone = (
+        whole.finish(whole.merge(first.state(), second.state())),
+        whole.finish(whole.state()),
+    )
+    assert merged.count == alone.count and merged.output_shape == alone.output_shape
+    assert merged.min == alone.min and merged.max == alone.max
+    assert merged.sum == pytest.approx(alone.sum, rel=1e-12)
+    assert merged.sum_squares == pytest.approx(alone.sum_squares, rel=1e-12)
+    other = ChannelMomentsReducer()
+    reduce(other, (torch.zeros(1, 2, 3, 3), range(1)))
+    with pytest.raises(ValueError, match="cannot merge"):
+        whole.merge(first.state(), other.state())
+
+
+def test_top_classes_of_two_shards_merge_to_the_whole() -> None:
+    torch.manual_seed(1)
+    logits = torch.randn(9, 7)
+    whole, a, b = TopClassesReducer(9), TopClassesReducer(9), TopClassesReducer(9)
+    whole.update(logits, torch.arange(9))
+    a.update(logits[[0, 2, 4, 6, 8]], torch.tensor([0, 2, 4, 6, 8]))
+    b.update(logits[[1, 3]], torch.tensor([1, 3]))
+    b.update(logits[[5, 7]], torch.tensor([5, 7]))
+    merged = whole.finish(whole.merge(a.state(), b.state()))
+    assert merged == whole.finish(whole.state())
+    assert merged.num_classes == 7 and len(merged.by_image[4]) == 5
+    best = torch.softmax(logits[4], dim=0).max()
+    assert merged.by_image[4][0] == (int(logits[4].argmax()), pytest.approx(float(best)))
+    assert whole.finish(TopClassesReducer(9).state()).by_image == {}
+
+
+def test_pass1_over_shards_gives_the_same_predictions_and_any_batch_size(
+    images: Path,
+) -> None:
+    config = BuildConfig.from_options(
+        {"model": "resnet18", "images": images, "weights": "none", "input_size": 32}
+    )
+    loaded = load_model(config.model, config.run)
+    files, _ = collect_images(images)
+
+    def pass1(batch_size: int, shard: list[int] | None = None):
+        return run_pass1(
+            loaded.adapter, files, loaded.preprocess, batch_size, lambda n: None, shard=shard
+        )
+
+    whole = pass1(3)
+    halves = {**pass1(2, [0, 2, 4, 6]).top, **pass1(4, [1, 3, 5, 7]).top}
+    assert halves.keys() == whole.top.keys() == set(range(8))
+    for i, top in whole.top.items():
+        assert [c for c, _ in top] == [c for c, _ in halves[i]]
+        assert [p for _, p in top] == pytest.approx([p for _, p in halves[i]], rel=1e-5)
+    again = pass1(8)
+    for mine, theirs in zip(whole.layers, again.layers, strict=True):
+        assert mine.moments.mean == pytest.approx(theirs.moments.mean, rel=1e-5, abs=1e-7)
+        assert mine.moments.max == pytest.approx(theirs.moments.max, rel=1e-5)
+
+
+def test_batches_take_a_shard_in_the_order_given(images: Path) -> None:
+    from reportgen.models.preprocess import Preprocess
+
+    files, _ = collect_images(images)
+    prepare = Preprocess(18, 16, (0.5,) * 3, (0.25,) * 3, "bilinear", 3, "test")
+    seen = [(b.indices, tuple(b.pixels.shape)) for b in batches(files, prepare, 2, [5, 1, 7])]
+    assert seen == [((5, 1), (2, 3, 16, 16)), ((7,), (1, 3, 16, 16))]
+
+
+# A worked example of the seam: a new reducer is one small class, registered on a tally
+# for the taps it wants. Nothing in the hooks, the adapter or the other reducers changes.
+
+
+@dataclass(frozen=True)
+class ActiveState:
+    positive: torch.Tensor  # per channel: how many values were above zero
+    total: int
+
+
+class ActiveShare:
+    """Share of positions where each channel is positive (the point's "firing rate")."""
+
+    def __init__(self) -> None:
+        self._positive: torch.Tensor | None = None
+        self._total = 0
+
+    def update(self, x: torch.Tensor, indices: torch.Tensor) -> None:
+        positive = (x > 0).sum(dim=(0, 2, 3))
+        self._positive = positive if self._positive is None else self._positive + positive
+        self._total += x.numel() // x.shape[1]
+
+    def state(self) -> ActiveState:
+        assert self._positive is not None
+        return ActiveState(self._positive.cpu(), self._total)
+
+    def merge(self, a: ActiveState, b: ActiveState) -> ActiveState:
+        return ActiveState(a.positive + b.positive, a.total + b.total)
+
+    def finish(self, state: ActiveState) -> tuple[float, ...]:
+        return tuple(float(p) / state.total for p in state.positive.tolist())
+
+
+def test_a_new_reducer_plugs_into_a_tally_without_touching_the_hooks() -> None:
+    torch.manual_seed(0)
+    model = TinyNet().eval()
+    adapter = TorchAdapter(model, torch.device("cpu"))
+    tally = Tally()
+    share = tally.add(Tap("features.0"), ActiveShare())
+    moments = tally.add(Tap("features.0"), ChannelMomentsReducer())
+    top = tally.add(LOGITS, TopClassesReducer(capacity=6))
+    x = torch.randn(6, 3, 16, 16)
+    with adapter.recording(tally.taps, tally) as recording, torch.inference_mode():
+        for start in (0, 4):
+            tally.start_batch(range(start, min(start + 4, 6)), adapter.device)
+            recording.forward(x[start : start + 4])
+    expected = (model.features[0](x) > 0).double().mean(dim=(0, 2, 3))
+    assert share.finish(share.state()) == pytest.approx(expected.tolist())
+    assert moments.finish(moments.state()).count == 6 * 16 * 16
+    assert sorted(top.finish(top.state()).by_image) == list(range(6))
+
+
+def test_a_tally_needs_the_batch_before_the_forward() -> None:
+    tally = Tally()
+    tally.add(Tap("x"), ChannelMomentsReducer())
+    with pytest.raises(RuntimeError, match="start_batch"):
+        tally(Tap("x"), torch.zeros(1, 1, 1, 1))
+
+
+def test_pass1_moves_nothing_to_the_host_per_batch(
+    images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reducers keep their state on the model's device; on a GPU, a host transfer in a hook
+    would stall every batch. On the CPU the same calls run, so count the calls that read a
+    tensor on the host while a forward pass (and its sinks) runs."""
+    import reportgen.models.torch_adapter as torch_adapter
+
+    config = BuildConfig.from_options(
+        {"model": "resnet18", "images": images, "weights": "none", "input_size": 32}
+    )
+    loaded = load_model(config.model, config.run)
+    files, _ = collect_images(images)
+    inside = [False]
+    reads: list[str] = []
+    for name in ("cpu", "tolist", "item", "numpy", "__bool__", "__float__", "__int__"):
+        real = getattr(torch.Tensor, name)
+
+        def watched(self: torch.Tensor, *args: object, _real=real, _name=name, **kw: object):
+            if inside[0]:
+                reads.append(_name)
+            return _real(self, *args, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, watched)
+    forward = torch_adapter._TorchRecording.forward
+
+    def watched_forward(self, batch, names=()):
+        inside[0] = True
+        try:
+            return forward(self, batch, names)
+        finally:
+            inside[0] = False
+
+    monkeypatch.setattr(torch_adapter._TorchRecording, "forward", watched_forward)
+    result = run_pass1(loaded.adapter, files, loaded.preprocess, 3, lambda n: None)
+    assert len(result.top) == 8 and len(result.layers) == 20
+    assert reads == []
