@@ -107,13 +107,14 @@ def mistakes_page(ctx: PageContext) -> MistakesPage:
     r = ctx.report
     linker = ctx.base.for_page(urls.MISTAKES)
     depths = strip_depths(len(r.layers))
+    per_class = {c.index: c for c in r.accuracy.per_class}
     rows = tuple(
         MistakesRow(
             anchor=linker.anchor(urls.class_anchor(row.label)),
             name=r.class_name(row.label),
             wrong_total=row.wrong_total,
-            images=row.wrong_total + row.correct_total,
-            top1=pct(row.correct_total / (row.wrong_total + row.correct_total)),
+            images=per_class[row.label].images,
+            top1=pct(per_class[row.label].top1),
             wrong=tuple(ctx.card(linker, i, with_strip=True) for i in row.wrong),
             correct=tuple(ctx.card(linker, i, with_strip=True) for i in row.correct),
             more=row.wrong_total - len(row.wrong),
