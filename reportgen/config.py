@@ -255,10 +255,6 @@ def all_options() -> Iterator[tuple[str, Option, object]]:
             yield f.name, f.metadata["option"], default
 
 
-def _option_for(name: str) -> Option | None:
-    return next((o for n, o, _ in all_options() if n == name), None)
-
-
 def _floats(option: Option, value: object) -> tuple[float, ...]:
     if isinstance(value, str):
         parts: list[object] = list(value.replace(",", " ").split())
@@ -335,12 +331,12 @@ def _convert(option: Option, value: object, base: Path | None) -> object:
     return converted
 
 
-def _name_for(key: str, source: str) -> str:
+def _option_named(key: str, source: str) -> tuple[str, Option]:
     """Find the field a config-file key or keyword argument sets, or explain the mistake."""
     wanted = key.replace("_", "-").removeprefix("--")
     for name, option, _ in all_options():
         if wanted in (option.key, name.replace("_", "-")):
-            return name
+            return name, option
     keys = sorted(o.key for _, o, _ in all_options())
     close = difflib.get_close_matches(wanted, keys, n=3, cutoff=0.6)
     hint = (
@@ -359,9 +355,7 @@ def read_options(
     """
     options: dict[str, object] = {}
     for key, value in values.items():
-        name = _name_for(key, source)
-        option = _option_for(name)
-        assert option is not None
+        name, option = _option_named(key, source)
         try:
             options[name] = _convert(option, value, base)
         except click.BadParameter as exc:
@@ -403,9 +397,9 @@ class BuildConfig:
     def options(self) -> dict[str, object]:
         """Return every option by field name: the inverse of :meth:`from_options`."""
         return {
-            f.name: getattr(part, f.name)
-            for part in (self.model, self.data, self.site, self.run)
-            for f in dataclasses.fields(part)
+            f.name: getattr(getattr(self, part), f.name)
+            for part, group in _GROUPS.items()
+            for f in dataclasses.fields(group)
         }
 
     def replace(self, **changes: object) -> BuildConfig:

@@ -13,17 +13,13 @@ def accuracy(predictions: Sequence[Prediction]) -> Accuracy:
     """Count top-1 and top-5 hits, per class and overall, and how classes are confused."""
     labeled = [(p, p.label) for p in predictions if p.label is not None]
     if not labeled:
-        return Accuracy(0, None, None, 0, (), (), ())
+        return Accuracy(0, None, None, (), ())
     by_class: dict[int, list[Prediction]] = {}
     confusion: dict[tuple[int, int], int] = {}
     for p, label in labeled:
         by_class.setdefault(label, []).append(p)
         key = (label, p.predicted)
         confusion[key] = confusion.get(key, 0) + 1
-    involved: dict[int, int] = {}
-    for (true, predicted), count in confusion.items():
-        involved[true] = involved.get(true, 0) + count
-        involved[predicted] = involved.get(predicted, 0) + count
     per_class = tuple(
         ClassAccuracy(
             index=c,
@@ -38,8 +34,6 @@ def accuracy(predictions: Sequence[Prediction]) -> Accuracy:
         labeled=len(labeled),
         top1=sum(bool(p.correct) for p, _ in labeled) / len(labeled),
         top5=sum(bool(p.in_top5) for p, _ in labeled) / len(labeled),
-        wrong=sum(p.correct is False for p, _ in labeled),
         per_class=per_class,
         confusion=tuple((t, q, n) for (t, q), n in sorted(confusion.items())),
-        by_involvement=tuple(sorted(involved, key=lambda c: (-involved[c], c))),
     )

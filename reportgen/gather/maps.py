@@ -87,10 +87,9 @@ def gather_maps(
                 index, reason = batch.failed[0]
                 raise InferenceError(f"{files[index].rel} could not be read again: {reason}")
             current[:] = batch.indices
-            per_image.clear()
             per_image.update({i: [None] * len(layers) for i in batch.indices})
             with torch.inference_mode():
                 recording.forward(batch.pixels, [files[i].rel for i in batch.indices])
             for index, pixels in zip(batch.indices, batch.pixels, strict=True):
                 yield ImageMaps(index, pixels, tuple(m for m in per_image[index] if m is not None))
-            per_image.clear()
+            per_image.clear()  # this batch's maps go before the next batch is decoded

@@ -180,10 +180,22 @@ class Accuracy:
     labeled: int
     top1: float | None
     top5: float | None
-    wrong: int
     per_class: tuple[ClassAccuracy, ...]
     confusion: tuple[tuple[int, int, int], ...]  # (true, predicted, count), count > 0
-    by_involvement: tuple[int, ...]  # classes by images they are true or predicted for, most first
+
+    @property
+    def wrong(self) -> int:
+        """Count the labeled images whose top-1 class is not the true one."""
+        return sum(c.wrong for c in self.per_class)
+
+    @cached_property
+    def by_involvement(self) -> tuple[int, ...]:
+        """Rank classes by the images they are the true or predicted class of, most first."""
+        involved: dict[int, int] = {}
+        for true, predicted, count in self.confusion:
+            involved[true] = involved.get(true, 0) + count
+            involved[predicted] = involved.get(predicted, 0) + count
+        return tuple(sorted(involved, key=lambda c: (-involved[c], c)))
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def run_pass1(
             )
             for name in order
         ),
-        not_called=tuple(c.name for c in convs if c.name not in set(order)),
+        not_called=tuple(c.name for c in convs if c.name not in order),
         num_classes=predictions.num_classes,
         logits_from=logits_from,
     )
