@@ -147,6 +147,12 @@ class ModelSpec:
         positive=True,
         help="Normalization std  [default: ImageNet's].",
     )
+    bgr: bool = _option(
+        False,
+        "--bgr",
+        kind="flag",
+        help="Feed the colour channels in BGR order (Caffe-style models); --mean and --std are then in BGR order too.",
+    )
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,22 @@ class SiteConfig:
         show_default=True,
         help="Images that get full shallow-to-deep pages.",
     )
+    point: Literal["activation", "conv"] = _option(
+        "activation",
+        "--point",
+        kind="choice",
+        choices=("activation", "conv"),
+        show_default=True,
+        help="Where the pages measure each layer: after its norm and activation (where it has them), or the conv's own output.",
+    )
+    rank: Literal["relative", "mean"] = _option(
+        "relative",
+        "--rank",
+        kind="choice",
+        choices=("relative", "mean"),
+        show_default=True,
+        help="How an image's channels are ranked: by activation relative to each channel's typical response, or by plain mean.",
+    )
     image_format: Literal["webp", "png"] = _option(
         "webp", "--image-format", kind="choice", choices=("webp", "png"), show_default=True
     )
@@ -236,6 +258,13 @@ class RunConfig:
     quiet: bool = _option(False, "--quiet", "-q", kind="flag", help="No progress bar or warnings.")
     profile: bool = _option(
         False, "--profile", kind="flag", help="Print the seconds each build stage took, to stderr."
+    )
+    fail_on: Literal["warning", "error"] | None = _option(
+        None,
+        "--fail-on",
+        kind="choice",
+        choices=("warning", "error"),
+        help="Exit with status 3 after writing the site when a finding is this severe or more (for CI).",
     )
 
 

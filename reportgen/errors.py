@@ -2,16 +2,20 @@
 
 Every class derives from :class:`click.ClickException`, so the command line prints
 ``Error: <message>`` and exits non-zero without a traceback. Each message names the
-bad input and says what to do about it.
+bad input and says what to do about it. Bad input exits with status 2; findings past
+``--fail-on`` exit with status 3, after the site is written.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 __all__ = [
     "ConfigError",
     "FeatreportError",
+    "FindingsError",
     "ImagesError",
     "InferenceError",
     "LabelsError",
@@ -60,3 +64,13 @@ class OutputError(FeatreportError):
 
 class InferenceError(FeatreportError):
     """The model's forward pass failed on an image batch."""
+
+
+class FindingsError(FeatreportError):
+    """The report was written, and holds findings at or above ``--fail-on`` (exit status 3)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, index: Path) -> None:
+        super().__init__(message)
+        self.index = index

@@ -7,6 +7,7 @@ at a time, into templates → an atomic write of the site.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import webbrowser
 from collections.abc import Callable, Iterator, Sequence
@@ -17,18 +18,30 @@ import click
 from tqdm import tqdm
 
 from .analysis.accuracy import accuracy
-from .analysis.channels import channel_stats
+from .analysis.channels import channel_stats, dead_and_silent
 from .analysis.filters import filter_stats
+from .analysis.findings import find
+from .analysis.findings.preprocessing import first_norm, layer_divergence
+from .analysis.ranking import ranking
 from .analysis.rules import DEFINITIONS
 from .analysis.selection import Selection, select
 from .config import BuildConfig
 from .data.files import ImageFile, collect_images
 from .data.labels import name_classes, resolve_labels
 from .drawing.encoder import Pictures
+from .errors import FindingsError
 from .gather.maps import gather_maps
 from .models.load import LoadedModel, load_model
 from .report.document import to_json
-from .report.facts import ImageRecord, LayerRecord, ModelFacts, Prediction, Report, Skipped
+from .report.facts import (
+    ImageRecord,
+    LayerRecord,
+    ModelFacts,
+    PointRecord,
+    Prediction,
+    Report,
+    Skipped,
+)
 from .report.provenance import built_at, versions
 from .site import urls
 from .site.choices import SiteChoices
@@ -37,10 +50,11 @@ from .site.pages import PageContext, iter_pages
 from .site.pictures import draw_image, draw_layer
 from .site.render import render_page, render_single, stylesheet
 from .site.writer import SiteWriter, check_output
-from .tally.pass1 import Pass1, run_pass1
+from .tally.conventions import fit_conventions
+from .tally.pass1 import LayerTally, Pass1, run_pass1
 from .timing import Timings
 
-__all__ = ["build", "make_report"]
+__all__ = ["build", "judge", "make_report"]
 
 Echo = Callable[[str], None]
 Progress = Callable[[int], None]
@@ -49,6 +63,8 @@ PASS2 = "pass 2: feature maps of selected images"
 DRAW_MAPS = "draw and encode feature maps"
 DRAW_LAYERS = "draw filters and charts"
 PAGES = "render and write pages"
+FINDINGS = "findings"
+SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 
 
 @contextmanager
@@ -81,20 +97,10 @@ def make_report(
     )
     labels = resolve_labels(files, names, loaded.imagenet_classes, config.data.labels_file)
     images = tuple(
-        ImageRecord(i, files[i].rel, Prediction(top, labels.labels[i]))
+        ImageRecord(i, files[i].rel, Prediction(top, labels.labels[i]), pass1.properties[i])
         for i, top in sorted(pass1.top.items())
     )
-    layers = tuple(
-        LayerRecord(
-            depth=depth,
-            conv=layer.conv,
-            moments=layer.moments,
-            stats=channel_stats(layer.moments),
-            filters=filter_stats(loaded.adapter.filters(layer.conv.name)),
-            calls_per_forward=layer.calls_per_forward,
-        )
-        for depth, layer in enumerate(pass1.layers)
-    )
+    layers = tuple(_layer_record(depth, layer, loaded) for depth, layer in enumerate(pass1.layers))
     preprocess = loaded.preprocess
     return Report(
         model=ModelFacts(
@@ -125,6 +131,62 @@ def make_report(
     )
 
 
+def _layer_record(depth: int, layer: LayerTally, loaded: LoadedModel) -> LayerRecord:
+    """State one layer's facts and verdicts from what pass 1 measured."""
+    points = tuple(
+        PointRecord(
+            point=p.point,
+            label="conv output" if p.point == "conv" else layer.block.label,
+            moments=p.moments,
+            stats=channel_stats(p.moments),
+            positive=p.positive,
+        )
+        for p in layer.points
+    )
+    after = points[1].moments if len(points) > 1 else None
+    dead, silent = dead_and_silent(layer.block, points[0].stats, after)
+    record = LayerRecord(
+        depth=depth,
+        conv=layer.conv,
+        block=layer.block,
+        points=points,
+        filters=filter_stats(loaded.adapter.filters(layer.conv.name), layer.conv.groups),
+        calls_per_forward=layer.calls_per_forward,
+        correlations=layer.correlations,
+        dead_channels=dead,
+        silent=silent,
+        fresh_norm_median=loaded.fresh_norm_medians.get(layer.conv.name),
+    )
+    return dataclasses.replace(record, norm_divergence=layer_divergence(record))
+
+
+def judge(report: Report, files: Sequence[ImageFile], loaded: LoadedModel) -> Report:
+    """Add the findings to a report, trying common input conventions when its preprocessing looks wrong."""
+    findings = find(report)
+    wrong = any(f.kind == "preprocessing_mismatch" and f.severity == "error" for f in findings)
+    first = first_norm(report)
+    if wrong and first is not None:
+        indices = [image.index for image in report.images]
+        fits = fit_conventions(loaded.adapter, files, loaded.preprocess, indices, first)
+        report = dataclasses.replace(report, conventions=fits)
+        findings = find(report)
+    return dataclasses.replace(report, findings=findings)
+
+
+def _gate(report: Report, fail_on: str | None, index: Path) -> None:
+    """Raise FindingsError when a finding is at least as severe as ``--fail-on``."""
+    if fail_on is None:
+        return
+    reached = [f for f in report.findings if SEVERITY_RANK[f.severity] >= SEVERITY_RANK[fail_on]]
+    if reached:
+        kinds = ", ".join(sorted({f"{f.kind} ({f.severity})" for f in reached}))
+        raise FindingsError(
+            f"{len(reached)} finding(s) at or above --fail-on {fail_on}: {kinds}; the report "
+            f"is at {index}",
+            index,
+        )
+
+
 def _draw(
     config: BuildConfig,
     files: Sequence[ImageFile],
@@ -139,13 +201,14 @@ def _draw(
     wanted.update(dict.fromkeys(selection.showcase, True))
     preprocess, quiet = loaded.preprocess, config.run.quiet
     shown: dict[int, tuple[tuple[int, ...], ...]] = {}
+    site = config.site
     stream = gather_maps(
         loaded.adapter,
         files,
         preprocess,
-        [layer.conv.name for layer in report.layers],
+        [ranking(layer, site.point, site.rank) for layer in report.layers],
         wanted,
-        config.site.max_channels,
+        site.max_channels,
         config.run.batch_size,
     )
     with progress_bar(len(wanted), quiet, "feature maps", "img") as progress, closing(stream):
@@ -165,8 +228,9 @@ def _draw(
         clock.stage(DRAW_LAYERS),
     ):
         for layer in report.layers:
-            strongest = strongest_channels(layer.stats, config.site.max_channels)
-            draw_layer(pictures, layer, loaded.adapter.filters(layer.conv.name), strongest)
+            stats = layer.at(site.point).stats
+            strongest = strongest_channels(stats, site.max_channels)
+            draw_layer(pictures, layer, loaded.adapter.filters(layer.conv.name), stats, strongest)
             progress(1)
         pictures.flush()
     return shown
@@ -202,6 +266,8 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
     with progress_bar(len(files), run.quiet, "inference", "img") as progress:
         pass1 = run_pass1(loaded.adapter, files, loaded.preprocess, run.batch_size, progress, clock)
     report = make_report(config, files, passed_over, loaded, pass1)
+    with clock.stage(FINDINGS):
+        report = judge(report, files, loaded)
     for warning in report.warnings:
         echo(f"Warning: {warning}")
     selection = select(report.images, site_config.examples)
@@ -212,7 +278,9 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
         ) as pictures:
             shown = _draw(config, files, loaded, report, selection, pictures, clock)
         with clock.stage(PAGES):
-            choices = SiteChoices(selection, shown, site_config.max_channels)
+            choices = SiteChoices(
+                selection, shown, site_config.max_channels, site_config.point, site_config.rank
+            )
             linker = urls.Linker(urls.INDEX, site_config.single_file, pictures.inline)
             ctx = PageContext(report, choices, pictures.sizes, pictures.ext, linker)
             _write_pages(site, ctx, site_config.single_file)
@@ -225,4 +293,5 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
     index = out / urls.INDEX
     if site_config.open_browser:
         webbrowser.open(index.absolute().as_uri())
+    _gate(report, run.fail_on, index)
     return index

@@ -47,12 +47,22 @@ def test_every_page_exists_and_every_link_resolves(tiny_config: BuildConfig) -> 
 def test_report_json_has_the_documented_fields(tiny_config: BuildConfig) -> None:
     build(tiny_config)
     data = read_report_json(tiny_config.site.out)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert len(data["images"]) == 8
     image = data["images"][0]
     assert image["path"] == "apple/img0.png"
     assert image["label"] == "apple"
     assert set(image) >= {"path", "label", "prediction", "confidence", "correct", "top5"}
+    assert set(image["properties"]) == {
+        "brightness",
+        "contrast",
+        "hue",
+        "saturation",
+        "border_brightness",
+        "border_hue",
+        "centre_minus_border",
+    }
+    assert 0.0 <= image["properties"]["brightness"] <= 1.0
     assert len(image["top5"]) == 3  # three classes: top-k stops at the class count
     assert image["correct"] == (image["prediction"] == "apple")
     layer = data["layers"][1]
@@ -60,13 +70,26 @@ def test_report_json_has_the_documented_fields(tiny_config: BuildConfig) -> None
     assert layer["depth"] == 1
     assert layer["groups"] == 2
     assert layer["output_shape"] == [8, 16, 16]
-    assert (
-        len(layer["channel_mean"]) == len(layer["channel_max"]) == len(layer["filter_norms"]) == 8
-    )
+    # TinyNet's second conv feeds a ReLU module directly: measured before and after it.
+    assert layer["block"] == {
+        "norm": None,
+        "norm_type": None,
+        "activation": "features.4",
+        "activation_type": "ReLU",
+    }
+    assert set(layer["points"]) == {"conv", "activation"}
+    for point in layer["points"].values():
+        assert len(point["channel_mean"]) == len(point["channel_max"]) == 8
+        assert set(point) >= {"activation_min", "activation_max", "positive_share", "label"}
+    assert layer["points"]["activation"]["activation_min"] >= 0.0
+    assert len(layer["filter_norms"]) == 8
+    assert data["layers"][0]["block"]["norm_type"] == "BatchNorm2d"
+    assert data["layers"][0]["points"]["activation"]["label"] == "after BatchNorm2d and ReLU"
+    assert isinstance(data["findings"], list)
     for key in (
-        "activation_min",
-        "activation_max",
         "dead_channels",
+        "silent_channels",
+        "correlated_channels",
         "dead_filters",
         "duplicate_filters",
         "in_channels",

@@ -8,6 +8,7 @@ page changes on purpose, rewrite the golden files with
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -62,6 +63,17 @@ def golden_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Pa
     return {"site": (config.site.out, config), "single": (single.site.out, single)}
 
 
+def _rounded(value: object) -> object:
+    """Round every float to four significant digits: the sixth differs between CPUs."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
 def scrub(text: str, config: BuildConfig) -> str:
     for _, version in versions():
         text = text.replace(f"<dd>{version}</dd>", "<dd>VERSION</dd>")
@@ -81,6 +93,9 @@ def test_page_matches_golden(
 ) -> None:
     out, config = golden_build[site]
     text = scrub((out / page).read_text(encoding="utf-8"), config)
+    if page.endswith(".json"):
+        rounded = _rounded(json.loads(text))
+        text = json.dumps(rounded, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
     name = f"{site}-{page.replace('/', '-')}"
     golden = GOLDEN / name
     if os.environ.get("FEATREPORT_UPDATE_GOLDEN"):

@@ -9,6 +9,7 @@ import torch
 from helpers import MODELS, read_report_json
 from models import BrokenNet, InplaceReluNet, TinyNet, TwiceNet
 
+from reportgen.analysis.ranking import Ranking
 from reportgen.config import BuildConfig
 from reportgen.errors import InferenceError
 from reportgen.models.adapter import Tap
@@ -49,10 +50,13 @@ def test_inplace_relu_after_conv_keeps_negative_conv_outputs(tiny_config: BuildC
     )
     build(config)
     layer = read_report_json(config.site.out)["layers"][0]
-    assert layer["activation_min"] < 0, (
-        "statistics must be of the conv output, not the post-ReLU tensor"
+    conv, after = layer["points"]["conv"], layer["points"]["activation"]
+    assert conv["activation_min"] < 0, (
+        "the conv point must be the conv output, not the tensor the in-place ReLU overwrote"
     )
-    assert min(layer["channel_mean"]) < 0 or layer["activation_min"] < 0
+    assert after["activation_min"] == 0.0 and layer["block"]["activation_type"] == "ReLU"
+    assert after["positive_share"] == pytest.approx(conv["positive_share"])
+    assert all(m >= c for m, c in zip(after["channel_mean"], conv["channel_mean"], strict=True))
 
 
 def test_maps_are_captured_before_the_inplace_relu(tmp_path: Path, images: Path) -> None:
@@ -65,9 +69,13 @@ def test_maps_are_captured_before_the_inplace_relu(tmp_path: Path, images: Path)
     )
     loaded = load_model(config.model, config.run)
     files, _ = collect_images(images)
-    (image,) = gather_maps(loaded.adapter, files, loaded.preprocess, ["conv"], {0: True}, 4, 4)
-    maps = image.layers[0].maps
-    assert maps is not None and float(maps.min()) < 0
+    rankings = [
+        Ranking("conv", point, "mean", (0.0,) * 4, (1.0,) * 4) for point in ("conv", "activation")
+    ]
+    (image,) = gather_maps(loaded.adapter, files, loaded.preprocess, rankings, {0: True}, 4, 4)
+    before, after = (layer.maps for layer in image.layers)
+    assert before is not None and float(before.min()) < 0
+    assert after is not None and float(after.min()) == 0.0
 
 
 def _autograd_state(model: torch.nn.Module) -> list[tuple[bool, torch.Tensor | None]]:
@@ -185,3 +193,96 @@ def test_layers_glob_that_matches_nothing_is_an_error(tiny_config: BuildConfig) 
 
     with pytest.raises(ModelError, match="matches none of the 3 conv layers"):
         build(tiny_config.replace(layers=("nothing.*",)))
+
+
+# ------------------------------------------------------------------ norm and activation blocks
+
+
+def test_blocks_follow_the_conv_output_through_its_norm_and_activation() -> None:
+    import torchvision
+
+    from reportgen.models.blocks import find_blocks
+
+    model = torchvision.models.resnet18(weights=None)
+    found = find_blocks(model, dict(conv_modules(model)), torch.randn(1, 3, 64, 64))
+
+    def named(name: str) -> tuple[str | None, str | None, int | None]:
+        block = found[name]
+        return (
+            block.norm[0] if block.norm else None,
+            block.activation[0] if block.activation else None,
+            block.activation[2] if block.activation else None,
+        )
+
+    assert named("conv1") == ("bn1", "relu", 1)
+    assert named("layer1.0.conv1") == ("layer1.0.bn1", "layer1.0.relu", 1)
+    # `out += identity` changes bn2's output in place before the ReLU: the chain stops there.
+    assert named("layer1.0.conv2") == ("layer1.0.bn2", None, None)
+    assert named("layer2.0.downsample.0") == ("layer2.0.downsample.1", None, None)
+    # Bottleneck-style reuse of one ReLU module: the second call serves the second conv.
+    tiny = TinyNet()
+    blocks = find_blocks(tiny, dict(conv_modules(tiny)), torch.randn(1, 3, 16, 16))
+    assert blocks["features.3"].norm is None and blocks["features.3"].activation[0] == "features.4"
+
+
+def test_a_shared_activation_module_is_tapped_on_the_call_that_serves_the_layer() -> None:
+    import torchvision
+
+    model = torchvision.models.resnet18(weights=None).eval()
+    with torch.no_grad():  # give the batch norms statistics of their own
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    adapter = TorchAdapter(model, torch.device("cpu"), input_shape=(3, 64, 64))
+    x = torch.randn(2, 3, 64, 64)
+    seen: dict[Tap, torch.Tensor] = {}
+    taps = [Tap("layer1.1.conv1", "activation"), Tap("layer1.1.conv2", "activation")]
+    with adapter.recording(taps, lambda tap, t: seen.setdefault(tap, t.clone())) as rec:
+        rec.forward(x)
+    block = model.layer1[1]
+    with torch.no_grad():
+        start = model.layer1[0](model.maxpool(model.relu(model.bn1(model.conv1(x)))))
+        first = torch.relu(block.bn1(block.conv1(start)))
+        second = block.bn2(block.conv2(first))  # before the shortcut is added
+    assert torch.allclose(seen[taps[0]], first, atol=1e-5)
+    assert torch.allclose(seen[taps[1]], second, atol=1e-5)
+    assert adapter.block("layer1.1.conv2").label == "after BatchNorm2d"
+    assert adapter.block("layer1.1.conv1").label == "after BatchNorm2d and ReLU"
+
+
+def test_a_functional_activation_cannot_be_seen_and_the_chain_ends_before_it() -> None:
+    adapter = TorchAdapter(TwiceNet(), torch.device("cpu"), input_shape=(3, 8, 8))
+    assert adapter.block("stem").label == "conv output" and not adapter.block("stem").has_point
+    with pytest.raises(Exception, match="no tap 'activation'"):
+        adapter.recording([Tap("stem", "activation")], lambda tap, x: None).__enter__()
+
+
+def test_tracing_leaves_the_model_as_it_found_it_even_when_forward_raises() -> None:
+    from reportgen.models.blocks import find_blocks
+
+    model = _with_gradients(TinyNet())
+    model.train()
+    autograd = _autograd_state(model)
+    find_blocks(model, dict(conv_modules(model)), torch.randn(1, 3, 8, 8))
+    assert model.training and _hook_count(model) == 0
+    after = _autograd_state(model)
+    assert [r for r, _ in after] == [r for r, _ in autograd]
+    assert all(a is b for (_, a), (_, b) in zip(after, autograd, strict=True))
+    broken = BrokenNet()
+    broken.train()
+    with pytest.raises(RuntimeError, match="deliberately broken"):
+        find_blocks(broken, dict(conv_modules(broken)), torch.randn(1, 3, 8, 8))
+    assert broken.training and _hook_count(broken) == 0
+
+
+def test_a_probe_stops_once_every_tap_was_seen() -> None:
+    model = TinyNet()
+    adapter = TorchAdapter(model, torch.device("cpu"), input_shape=(3, 8, 8))
+    calls: list[str] = []
+    model.head.register_forward_hook(lambda *args: calls.append("head"))
+    seen: list[Tap] = []
+    with adapter.recording([Tap("features.0")], lambda tap, x: seen.append(tap)) as rec:
+        assert rec.probe(torch.randn(2, 3, 8, 8)) is None
+        rec.forward(torch.randn(2, 3, 8, 8))
+    assert seen == [Tap("features.0")] * 2 and calls == ["head"]  # the probe never reached it

@@ -108,39 +108,30 @@ class NoTorch:
 
 sys.meta_path.insert(0, NoTorch())
 
+sys.path.insert(0, "tests")
+from handmade import image, layer, moments, report as hand_report
 from reportgen.analysis.selection import ClassMistakes, Selection
-from reportgen.report.facts import (
-    Accuracy, ChannelMoments, ChannelStats, ClassAccuracy, ConvFacts, FilterStats,
-    ImageRecord, LayerRecord, ModelFacts, Prediction, Report, Skipped,
-)
+from reportgen.report.facts import BlockFacts, Correlations, Finding, FilterStats
 from reportgen.site import urls
 from reportgen.site.choices import SiteChoices
 from reportgen.site.pages import PageContext, iter_pages
 from reportgen.site.render import render_page
 
-conv = ConvFacts("stem.conv", "Conv2d", 3, 4, (3, 3), (1, 1), "1×1", (1, 1), 1, False)
-moments = ChannelMoments((4, 8, 8), 128, (1.0,) * 4, (2.0,) * 4, (-1.0,) * 4, (2.0,) * 4)
-stats = ChannelStats((4, 8, 8), (0.5, 0.1, 0.2, 0.0), (2.0,) * 4, -1.0, 2.0, (3,), (0, 2, 1))
-filters = FilterStats((1.0, 1.0, 0.0, 1.0), (2,), ((0, 1, 0.995),), True)
-layer = LayerRecord(0, conv, moments, stats, filters, 1)
-images = (
-    ImageRecord(0, "cat/1.png", Prediction(((0, 0.9), (1, 0.1)), 0)),
-    ImageRecord(2, "dog/2.png", Prediction(((0, 0.7), (1, 0.3)), 1)),
+block = BlockFacts(None, "act", "ReLU")
+filters = FilterStats((1.0, 1.0, 0.0, 1.0), (2,), ((0, 1, 0.995),), True, 0.4)
+conv = layer(
+    "stem.conv",
+    after=moments([0.5, 0.1, 0.2, 0.0], high=[2.0, 2.0, 2.0, 0.0]),
+    block=block,
+    filters=filters,
+    correlations=Correlations("activation", 64, 640, ((0, 1, 0.97),), 1),
+    silent=(3,),
 )
-report = Report(
-    model=ModelFacts("HandNet", "by hand", False, 123, "cpu", "none", "a test", 8, 3, "here", "the output tensor"),
-    versions=(("featreport", "0"),),
-    images_root="imgs",
-    images=images,
-    class_names=("cat", "dog"),
-    label_source="folders",
-    skipped=(Skipped("notes.txt", "not an image"),),
-    warnings=(),
-    accuracy=Accuracy(2, 0.5, 1.0, (ClassAccuracy(0, 1, 1.0, 1.0, 0), ClassAccuracy(1, 1, 0.0, 1.0, 1)), ((0, 0, 1), (1, 0, 1))),
-    layers=(layer,),
-    not_called=(),
-    definitions=(("depth", "forward order"), ("dead_filter", "tiny"), ("duplicate_filters", "alike")),
-    built_at=None,
+finding = Finding("dead_filters", "warning", "A dead filter.", "stem.conv", (2,), (), (1,), (("dead", 1),))
+report = hand_report(
+    [conv],
+    [image(0, 0, 0, path="cat/1.png"), image(2, 0, 1, confidence=0.7, path="dog/2.png")],
+    findings=(finding,),
 )
 selection = Selection((0, 2), (ClassMistakes(1, (2,), (), 1, 0),), 0)
 choices = SiteChoices(selection, {0: ((0, 2),), 2: ((2, 0),)}, 2)
@@ -153,10 +144,14 @@ sizes[urls.filter_picture(0, "webp")] = (40, 40)
 sizes[urls.norm_chart_picture(0)] = sizes[urls.channel_chart_picture(0)] = (900, 240)
 ctx = PageContext(report, choices, sizes, "webp", urls.Linker(urls.INDEX, False))
 pages = {page.chrome.path: render_page(page) for page in iter_pages(ctx)}
+from reportgen.analysis.findings import find
+found = find(report)
 assert "torch" not in sys.modules
 print(sorted(pages))
 print(pages["mistakes.html"].count("card wrong"), pages["index.html"].count("HandNet"))
 print("0–1 (cos 0.995)" in pages["filters.html"], "notes.txt" in pages["index.html"])
+print("A dead filter." in pages["index.html"], "A dead filter." in pages["layers/layer-001.html"])
+print(sorted({f.kind for f in found}))
 """
 
 
@@ -185,3 +180,8 @@ def test_pages_are_built_from_a_report_made_by_hand_without_torch() -> None:
     wrong_cards, model_mentions = (int(n) for n in lines[1].split())
     assert wrong_cards == 1 and model_mentions >= 2
     assert lines[2] == "True True"
+    assert lines[3] == "True True"  # a finding on the overview and on its layer's page
+    # The detectors run without torch, on the hand-made facts.
+    assert lines[4] == str(
+        ["correlated_channels", "dead_filters", "duplicate_filters", "silent_channels"]
+    )

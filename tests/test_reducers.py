@@ -55,7 +55,7 @@ def test_moments_are_independent_of_batching_and_layout() -> None:
     c = last.finish(last.state())
     assert c.mean == pytest.approx(a.mean, rel=1e-6) and c.max == a.max
     stats = channel_stats(a)
-    assert stats.dead_channels == channel_stats(c).dead_channels == (2,)
+    assert stats.constant == channel_stats(c).constant == (2,)
     assert 2 not in stats.by_mean
     assert stats.by_mean == tuple(sorted((0, 1, 3, 4), key=lambda ch: -a.mean[ch]))
 
@@ -118,8 +118,16 @@ def test_pass1_over_shards_gives_the_same_predictions_and_any_batch_size(
         assert [p for _, p in top] == pytest.approx([p for _, p in halves[i]], rel=1e-5)
     again = pass1(8)
     for mine, theirs in zip(whole.layers, again.layers, strict=True):
-        assert mine.moments.mean == pytest.approx(theirs.moments.mean, rel=1e-5, abs=1e-7)
-        assert mine.moments.max == pytest.approx(theirs.moments.max, rel=1e-5)
+        assert [p.point for p in mine.points] == [p.point for p in theirs.points]
+        for a, b in zip(mine.points, theirs.points, strict=True):
+            assert a.moments.mean == pytest.approx(b.moments.mean, rel=1e-5, abs=1e-7)
+            assert a.moments.max == pytest.approx(b.moments.max, rel=1e-5)
+            assert a.moments.image_spread == pytest.approx(
+                b.moments.image_spread, rel=1e-4, abs=1e-7
+            )
+            assert a.positive == b.positive  # integer counts: exact
+        assert mine.correlations.samples == theirs.correlations.samples
+        assert mine.correlations.pairs == theirs.correlations.pairs
 
 
 def test_batches_take_a_shard_in_the_order_given(images: Path) -> None:
@@ -227,3 +235,86 @@ def test_pass1_moves_nothing_to_the_host_per_batch(
     result = run_pass1(loaded.adapter, files, loaded.preprocess, 3, lambda n: None)
     assert len(result.top) == 8 and len(result.layers) == 20
     assert reads == []
+
+
+# ------------------------------------------------------------------ the reducers findings need
+
+
+def test_positive_share_counts_exactly_whatever_the_batching() -> None:
+    from reportgen.tally.active import PositiveShareReducer
+
+    data = activations() - 3.0
+    whole, parts = PositiveShareReducer(), PositiveShareReducer()
+    whole.update(data, torch.arange(10))
+    for chunk in (slice(0, 3), slice(3, 10)):
+        parts.update(data[chunk].contiguous(memory_format=torch.channels_last), torch.arange(0))
+    expected = (data > 0).double().mean(dim=(0, 2, 3)).tolist()
+    assert whole.finish(whole.state()) == parts.finish(parts.state()) == pytest.approx(expected)
+    merged = whole.merge(parts.state(), parts.state())
+    assert merged.total == 2 * 10 * 36
+
+
+def test_correlations_find_copies_and_opposites_independent_of_batching() -> None:
+    from reportgen.tally.correlation import GRID, CorrelationReducer
+
+    torch.manual_seed(0)
+    x = torch.randn(12, 6, 20, 20)
+    x[:, 3] = 2.0 * x[:, 1] + 0.5  # a copy, rescaled: ρ = 1
+    x[:, 4] = -x[:, 0] + 0.01 * torch.randn(12, 20, 20)  # opposite phase: ρ ≈ −1
+    x[:, 5] = 7.0  # constant: no correlation at all
+    whole, parts = CorrelationReducer("activation"), CorrelationReducer("activation")
+    whole.update(x, torch.arange(12))
+    parts.update(x[:5], torch.arange(5))
+    parts.update(x[5:].contiguous(memory_format=torch.channels_last), torch.arange(5, 12))
+    a, b = whole.finish(whole.state()), parts.finish(parts.state())
+    assert a == b
+    assert [(i, j) for i, j, _ in a.pairs] == [(1, 3), (0, 4)]
+    assert a.pairs[0][2] == pytest.approx(1.0) and a.pairs[1][2] == pytest.approx(-1.0, abs=1e-3)
+    # 20 px in steps of ceil(20 / GRID) = 3: seven positions a side, at most GRID.
+    assert a.positions == 7 * 7 <= GRID * GRID and a.samples == 12 * 49 and a.total == 2
+    # The sampled grid's correlations equal those computed directly on the same positions.
+    grid = x[:, :, ::3, ::3].permute(1, 0, 2, 3).reshape(6, -1)[:3].double()
+    direct = torch.corrcoef(grid)
+    state = whole.state()
+    mean = state.sum / state.count
+    cov = state.gram / state.count - torch.outer(mean, mean)
+    rho = cov[:3, :3] / torch.outer(cov.diagonal()[:3].sqrt(), cov.diagonal()[:3].sqrt())
+    assert rho == pytest.approx(direct, abs=1e-6)
+
+
+def test_image_properties_read_the_border_and_the_centre() -> None:
+    from reportgen.report.facts import PROPERTY_NAMES
+    from reportgen.tally.properties import ImagePropertiesReducer, properties
+
+    pixels = torch.zeros(2, 3, 16, 16)
+    pixels[0, 0] = 1.0  # all red
+    pixels[1, 1] = 1.0  # a green border around a white centre
+    pixels[1, :, 2:14, 2:14] = 1.0
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    values = properties((pixels - 0.5) / 0.25, mean, std)
+    named = [dict(zip(PROPERTY_NAMES, row, strict=True)) for row in values.tolist()]
+    assert named[0]["hue"] == pytest.approx(0.0) and named[0]["saturation"] == pytest.approx(1.0)
+    assert named[0]["brightness"] == pytest.approx(0.299, abs=1e-5)
+    assert named[0]["contrast"] == pytest.approx(0.0, abs=1e-6)
+    assert named[1]["border_hue"] == pytest.approx(120.0)
+    assert named[1]["border_brightness"] == pytest.approx(0.587, abs=1e-5)
+    assert named[1]["centre_minus_border"] == pytest.approx(1.0 - 0.587, abs=1e-5)
+    # BGR input: the same picture with its channels reversed reads the same.
+    bgr = properties(((pixels - 0.5) / 0.25).flip(1), mean, std, bgr=True)
+    assert bgr.flatten().tolist() == pytest.approx(values.flatten().tolist(), abs=1e-6)
+    reducer = ImagePropertiesReducer(4, mean, std)
+    reducer.update((pixels - 0.5) / 0.25, torch.tensor([3, 1]))
+    found = reducer.finish(reducer.state()).by_image
+    assert sorted(found) == [1, 3] and found[3][0] == pytest.approx(0.299, abs=1e-5)
+
+
+def test_moments_keep_the_spread_of_per_image_means() -> None:
+    data = activations()
+    reducer = ChannelMomentsReducer()
+    for chunk in (slice(0, 4), slice(4, 10)):
+        reducer.update(data[chunk], torch.arange(0))
+    result = reducer.finish(reducer.state())
+    per_image = data.double().mean(dim=(2, 3))
+    assert result.images == 10
+    expected = per_image.std(dim=0, unbiased=False).tolist()
+    assert result.image_spread == pytest.approx(expected, rel=1e-5)

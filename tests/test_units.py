@@ -129,6 +129,31 @@ def test_transposed_and_depthwise_filters_are_per_output_channel() -> None:
     assert not stats.compared and stats.duplicates == ()
 
 
+def test_filters_are_compared_within_their_group_only() -> None:
+    depthwise = nn.Conv2d(8, 8, 3, groups=8)
+    with torch.no_grad():
+        depthwise.weight[5] = depthwise.weight[2]  # equal kernels on different input channels
+    stats = filter_stats(output_filters(depthwise), groups=8)
+    assert not stats.compared and stats.duplicates == ()
+    grouped = nn.Conv2d(8, 8, 3, groups=2)  # filters 0-3 read inputs 0-3, filters 4-7 inputs 4-7
+    with torch.no_grad():
+        grouped.weight[5] = grouped.weight[1]  # same weights, other inputs: not redundant
+        grouped.weight[6] = grouped.weight[4]  # same weights, same inputs: a copy
+    stats = filter_stats(output_filters(grouped), groups=2)
+    assert stats.compared and [(a, b) for a, b, _ in stats.duplicates] == [(4, 6)]
+
+
+def test_smoothness_tells_edges_from_noise() -> None:
+    from reportgen.analysis.filters import smoothness
+
+    torch.manual_seed(0)
+    noise = torch.randn(16, 3, 5, 5)
+    ramp = torch.arange(5.0).view(1, 1, 1, 5).expand(16, 3, 5, 5)
+    assert abs(smoothness(noise)) < 0.1
+    assert smoothness(ramp) > 0.4
+    assert smoothness(torch.randn(4, 3, 1, 1)) is None
+
+
 def test_accuracy_and_selection_cover_right_and_wrong() -> None:
     preds = [
         Prediction(((0, 0.9), (1, 0.1)), 0),
@@ -150,7 +175,7 @@ def test_accuracy_and_selection_cover_right_and_wrong() -> None:
     assert acc.wrong == 3 and [c.wrong for c in acc.per_class] == [1, 2]
     assert acc.by_involvement == (0, 1)  # class 0: 2 true + 4 predicted; class 1: 3 + 1
     # Image indices are file positions, with gaps where files were skipped.
-    images = [ImageRecord(2 * i, f"{i}.png", p) for i, p in enumerate(preds)]
+    images = [ImageRecord(2 * i, f"{i}.png", p, (0.0,) * 7) for i, p in enumerate(preds)]
     chosen = select(images, 4)
     assert chosen.showcase[0] == 0  # the most confident correct image represents the set
     assert {i for i in chosen.showcase if preds[i // 2].correct is False} >= {2, 8}
@@ -299,3 +324,49 @@ def test_logits_are_found_in_nested_outputs_and_the_place_is_named() -> None:
     assert where == "the 'logits' entry of dict, in item 0 of the returned tuple"
     found, where = pick_logits(((logits, None), None))
     assert found is logits and where == "item 0 of tuple, in item 0 of the returned tuple"
+
+
+def test_relative_ranking_shows_what_is_unusual_on_an_image_not_a_fixed_offset(
+    tmp_path: Path,
+) -> None:
+    from handmade import layer, moments
+
+    from reportgen.analysis.ranking import ranking
+    from reportgen.data.files import collect_images
+    from reportgen.gather.maps import gather_maps
+    from reportgen.models.preprocess import Preprocess
+    from reportgen.models.torch_adapter import TorchAdapter
+
+    class Offset(nn.Module):
+        """Channel 0 is a constant 10; channel 1 follows the image's brightness."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, 1)
+            with torch.no_grad():
+                self.conv.weight.zero_()
+                self.conv.weight[1] = 1.0 / 3
+                self.conv.bias.copy_(torch.tensor([10.0, 0.0]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x).mean(dim=(2, 3))
+
+    for name, grey in (("bright", 230), ("dark", 20)):
+        Image.new("RGB", (8, 8), (grey,) * 3).save(tmp_path / f"{name}.png")
+    files, _ = collect_images(tmp_path)
+    prepare = Preprocess(8, 8, (0.5,) * 3, (0.25,) * 3, "bilinear", 3, "test")
+    adapter = TorchAdapter(Offset(), torch.device("cpu"), input_shape=(3, 8, 8))
+    record = layer(
+        "conv",
+        conv_moments=moments([10.0, 0.0], spreads=[0.0, 1.0], low=[10.0, -2.0], high=[10.0, 2.0]),
+    )
+
+    def order(rule: str) -> list[tuple[int, ...]]:
+        stream = gather_maps(
+            adapter, files, prepare, [ranking(record, "conv", rule)], {0: True, 1: True}, 2, 2
+        )
+        return [maps.layers[0].channels for maps in stream]
+
+    assert [f.rel for f in files] == ["bright.png", "dark.png"]
+    assert order("mean") == [(0, 1), (0, 1)]  # the offset wins everywhere
+    assert order("relative") == [(1, 0), (0, 1)]  # brighter than usual, then darker

@@ -1,45 +1,162 @@
-"""The rules behind every verdict the report states, and their wording.
+"""The rules behind every verdict and finding the report states, and their wording.
 
-Definitions (stated in the report word for word):
-
-* A channel is **dead** when its output is constant over every image and position:
-  ``max - min <= DEAD_RANGE * max(1, |max|, |min|)``. Such a channel carries no
-  information, whatever layer follows. Statistics are of the conv's own output, before
-  any batch norm or ReLU.
-* A filter is **dead** when its weight L2 norm is at most ``DEAD_FILTER_RATIO`` times
-  the median norm of its layer (or exactly zero).
-* Two filters are **near-duplicates** when the cosine similarity of their flattened
-  weights exceeds ``DUPLICATE_COSINE``. Filters with fewer than ``MIN_DUPLICATE_WEIGHTS``
-  weights are not compared: short vectors are alike by chance.
+Each threshold is a named constant, and each definition is written once, in
+``DEFINITIONS``: report.json's ``definitions``, the pages and the README's table of
+findings all state these words. Where a threshold was calibrated, the measurements are
+in ``benchmarks/README.md`` ("Calibrating the findings").
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CHANCE_MIN_IMAGES",
     "DEAD_FILTER_RATIO",
     "DEAD_RANGE",
     "DEFINITIONS",
+    "DUPLICATE_CORRELATION",
     "DUPLICATE_COSINE",
+    "FLAT_SMOOTHNESS",
+    "FRESH_NORM_RATIO",
+    "GATING_ACTIVATIONS",
     "MIN_DUPLICATE_WEIGHTS",
+    "NEVER_RIGHT_MIN_IMAGES",
+    "OFF_MARGIN",
+    "ONE_CLASS_SHARE",
+    "PAIRS_KEPT",
+    "PREPROCESS_FIRST",
+    "PREPROCESS_LAYERS",
+    "PREPROCESS_MIN_IMAGES",
+    "SHORTCUT_BINS",
+    "SHORTCUT_FOLDS",
+    "SHORTCUT_GAP",
+    "SHORTCUT_LIFT",
+    "SHORTCUT_MIN_PER_CLASS",
+    "SKEW_DISTANCE",
+    "SKEW_MIN_IMAGES",
+    "SWAP_GAIN",
+    "SWAP_RATE",
 ]
 
+# Channels and filters.
 DEAD_RANGE = 1e-6
 DEAD_FILTER_RATIO = 1e-3
 DUPLICATE_COSINE = 0.99
 MIN_DUPLICATE_WEIGHTS = 4
+DUPLICATE_CORRELATION = 0.95
+PAIRS_KEPT = 200  # correlated pairs listed per layer; the total is always stated
+OFF_MARGIN = -6.0  # β/|γ| at or below this: the norm's output is positive only 6σ out
+GATING_ACTIVATIONS = ("ReLU", "ReLU6", "Hardtanh", "SiLU", "GELU", "Mish", "Hardswish")
+
+# Preprocessing: the median over channels of KL(folder ‖ running statistics).
+PREPROCESS_FIRST = 0.25  # at the first batch norm fed by a conv
+PREPROCESS_LAYERS = 0.08  # the median of the per-norm medians, over every such norm
+PREPROCESS_MIN_IMAGES = 16
+
+# Untrained weights.
+FLAT_SMOOTHNESS = 0.1  # |correlation of neighbouring weights| below this: no spatial structure
+FRESH_NORM_RATIO = 1.25  # median filter norms within this factor of a fresh instance's
+ONE_CLASS_SHARE = 0.9
+
+# Labels and predictions.
+SWAP_RATE = 0.4
+SWAP_GAIN = 0.1
+NEVER_RIGHT_MIN_IMAGES = 5
+SKEW_DISTANCE = 0.5
+SKEW_MIN_IMAGES = 20
+CHANCE_MIN_IMAGES = 20
+
+# Shortcuts.
+SHORTCUT_LIFT = 0.5
+SHORTCUT_GAP = 0.2  # predictions' lift above the labels' for the model to be blamed
+SHORTCUT_MIN_PER_CLASS = 10
+SHORTCUT_FOLDS = 5
+SHORTCUT_BINS = 8
+
+
+def _minus(value: float) -> str:
+    """Format a number with a true minus sign, as the prose around it has."""
+    return f"{value:g}".replace("-", "−")
+
 
 DEFINITIONS = {
+    "points": (
+        "every statistic names where it was measured: the conv output (the conv's own "
+        "output, before any norm or activation), or after the norm and activation modules "
+        "the forward pass applies to that output, matched on a traced forward pass by the "
+        "tensors they pass"
+    ),
+    "depth": "the order in which the forward pass first calls the conv layer",
+    "relative_rank": (
+        "an image's channels ranked by activation relative to each channel's typical "
+        "response: the channel's mean on the image minus its mean over the folder, divided "
+        "by the standard deviation of its per-image means over the folder"
+    ),
     "dead_channel": (
-        "a channel whose output is constant over every image and position (range at most "
-        f"{DEAD_RANGE:g} of its magnitude); it carries no information to later layers"
+        "a channel constant over every image and position at the conv output (range at "
+        f"most {DEAD_RANGE:g} of its magnitude), or, before a ReLU-like activation, one that "
+        "is never positive after it on these images and is structurally off: its norm's "
+        f"β/abs(γ) is at most {_minus(OFF_MARGIN)}, so its output is positive only for "
+        f"inputs {-OFF_MARGIN:g} standard deviations from the norm's running mean"
+    ),
+    "silent_channel": (
+        "a channel never positive after its ReLU-like activation on these images; counted, "
+        "not called dead, as another folder may make it fire"
     ),
     "dead_filter": (
         f"a filter whose weight L2 norm is at most {DEAD_FILTER_RATIO:g} × the median norm "
         "of its layer"
     ),
     "duplicate_filters": (
-        f"two filters whose flattened weights have cosine similarity above {DUPLICATE_COSINE:g}"
+        f"two filters of the same group whose flattened weights have cosine similarity "
+        f"above {DUPLICATE_COSINE:g}; filters of a depthwise conv read different input "
+        "channels and are never compared"
     ),
-    "depth": "the order in which the forward pass first calls the conv layer",
-    "statistics": "computed on the conv layer's own output, before any batch norm or ReLU",
+    "correlated_channels": (
+        f"two channels whose activations correlate at ρ ≥ {DUPLICATE_CORRELATION:g} or "
+        f"ρ ≤ {_minus(-DUPLICATE_CORRELATION)} (Pearson) over every image and a fixed grid of "
+        "at most 8×8 positions per image; a negative ρ is an opposite-phase pair, expected "
+        "before an activation"
+    ),
+    "preprocessing_mismatch": (
+        "the median over channels of the Gaussian KL divergence between the folder's "
+        "statistics of a batch norm's input and the norm's running statistics exceeds "
+        f"{PREPROCESS_FIRST:g} at the first batch norm fed by a conv, or its median over "
+        f"every such norm exceeds {PREPROCESS_LAYERS:g}; judged on at least "
+        f"{PREPROCESS_MIN_IMAGES} images of more than one class, and not when the weights "
+        "look untrained"
+    ),
+    "untrained_weights": (
+        "every batch norm's running statistics are exactly mean 0 and variance 1 (an error); "
+        "or, in a model without running statistics, the first layer's kernels have no "
+        "spatial structure (the correlation of neighbouring weights between "
+        f"{_minus(-FLAT_SMOOTHNESS)} and {FLAT_SMOOTHNESS:g}) while the median filter norm of "
+        f"every layer is within {FRESH_NORM_RATIO:g}× of a fresh instance's (a warning; an "
+        f"error when at least {ONE_CLASS_SHARE:.0%} of the images get one class)"
+    ),
+    "label_swap": (
+        f"two classes each predicted as the other for at least {SWAP_RATE:.0%} of their "
+        "images, where swapping their names would raise top-1 accuracy by at least "
+        f"{SWAP_GAIN:.0%} of the labeled images"
+    ),
+    "shortcut": (
+        "an image property (brightness, contrast, hue, saturation, border brightness, "
+        "border hue, centre minus border) that alone predicts the labels or the "
+        f"predictions with a lift of at least {SHORTCUT_LIFT:g} over the majority rate, "
+        f"under {SHORTCUT_FOLDS}-fold cross-validation of a {SHORTCUT_BINS}-bin classifier, "
+        f"with at least {SHORTCUT_MIN_PER_CLASS} images per class; lift = (accuracy − "
+        "majority rate) / (1 − majority rate). The predictions are reported only when their "
+        f"lift exceeds the labels' by at least {SHORTCUT_GAP:g}"
+    ),
+    "class_never_right": (
+        f"a class with at least {NEVER_RIGHT_MIN_IMAGES} labeled images, none of them "
+        "predicted correctly"
+    ),
+    "prediction_skew": (
+        "the predicted classes are distributed far from the true ones: total variation "
+        f"distance at least {SKEW_DISTANCE:g} over at least {SKEW_MIN_IMAGES} labeled images"
+    ),
+    "below_chance": (
+        f"top-1 accuracy over at least {CHANCE_MIN_IMAGES} labeled images below one over "
+        "the number of classes the model predicts"
+    ),
 }

@@ -11,6 +11,7 @@ import click
 
 from .. import __version__
 from ..config import BuildConfig, read_options
+from ..errors import FindingsError
 from .configfile import find_config
 from .options import config_options, given_options
 
@@ -52,6 +53,9 @@ def build(ctx: click.Context, /, config_file: Path | None, **values: object) -> 
         from ..pipeline import build as run
 
         index = run(config)
+    except FindingsError as failed:
+        click.echo(str(failed.index))  # the site was written: say where, then fail the gate
+        raise
     except KeyboardInterrupt:
         raise click.ClickException(
             "interrupted; the previous site, if any, was left as it was"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..analysis.ranking import Ranking
 from ..data.batches import Prepare, batches
 from ..data.files import ImageFile
 from ..errors import InferenceError
@@ -25,7 +26,7 @@ class LayerMaps:
     """One image's view of one layer: its channel-mean map and its strongest channels."""
 
     mean_map: torch.Tensor  # [H, W]
-    channels: tuple[int, ...]  # channel indices, strongest (highest mean on this image) first
+    channels: tuple[int, ...]  # channel indices, highest first by the layer's Ranking
     maps: torch.Tensor | None  # [len(channels), H, W], or None when only the mean map was asked
 
 
@@ -42,26 +43,37 @@ def gather_maps(
     adapter: ModelAdapter,
     files: Sequence[ImageFile],
     prepare: Prepare,
-    layers: Sequence[str],
+    rankings: Sequence[Ranking],
     wanted: Mapping[int, bool],
     max_channels: int,
     batch_size: int,
 ) -> Generator[ImageMaps, None, None]:
-    """Yield, in index order, the maps of ``layers`` (depth order) for each image in ``wanted``.
+    """Yield, in index order, the maps of each ranked layer (depth order) for each image in ``wanted``.
 
-    ``wanted[i]`` says whether image ``i`` needs its channel grids or only its mean maps.
-    Maps stay on the model's device: normalizing, colouring and tiling happen there, and
-    only finished 8-bit pixels move to the host (``drawing.visuals.to_image``).
+    Each layer's maps are taken at its ranking's point, and its channels ordered by the
+    ranking. ``wanted[i]`` says whether image ``i`` needs its channel grids or only its
+    mean maps. Maps stay on the model's device: normalizing, colouring and tiling happen
+    there, and only finished 8-bit pixels move to the host (``drawing.visuals.to_image``).
     """
-    depth_of = {name: depth for depth, name in enumerate(layers)}
+    taps = [Tap(r.layer, r.point) for r in rankings]
+    depth_of = {tap: depth for depth, tap in enumerate(taps)}
+    device = adapter.device
+    offsets = {
+        tap: torch.tensor(r.offset, dtype=torch.float32, device=device)
+        for tap, r in zip(taps, rankings, strict=True)
+    }
+    scales = {
+        tap: torch.tensor(r.scale, dtype=torch.float32, device=device)
+        for tap, r in zip(taps, rankings, strict=True)
+    }
     current: list[int] = []
     per_image: dict[int, list[LayerMaps | None]] = {}
 
     def sink(tap: Tap, output: torch.Tensor) -> None:
         x = output.float()
         mean_maps = x.mean(dim=1)
-        channel_means = x.mean(dim=(2, 3))
-        order = torch.sort(channel_means, dim=1, descending=True, stable=True).indices
+        score = (x.mean(dim=(2, 3)) - offsets[tap]) / scales[tap]
+        order = torch.sort(score, dim=1, descending=True, stable=True).indices
         top = order[:, : min(max_channels, x.shape[1])]
         full_rows = [row for row, index in enumerate(current) if wanted[index]]
         gathered = None
@@ -73,11 +85,8 @@ def gather_maps(
             if gathered is not None and row in full_rows:
                 maps = gathered[full_rows.index(row)].clone()
             channels = tuple(int(c) for c in top[row].tolist())
-            per_image[index][depth_of[tap.layer]] = LayerMaps(
-                mean_maps[row].clone(), channels, maps
-            )
+            per_image[index][depth_of[tap]] = LayerMaps(mean_maps[row].clone(), channels, maps)
 
-    taps = [Tap(name) for name in layers]
     # Images are yielded between forward passes: inference mode covers each forward only,
     # so the caller's drawing does not run inside it. The caller closes the generator
     # (contextlib.closing) so that the hooks go at once, also when drawing fails.
@@ -87,7 +96,7 @@ def gather_maps(
                 index, reason = batch.failed[0]
                 raise InferenceError(f"{files[index].rel} could not be read again: {reason}")
             current[:] = batch.indices
-            per_image.update({i: [None] * len(layers) for i in batch.indices})
+            per_image.update({i: [None] * len(taps) for i in batch.indices})
             with torch.inference_mode():
                 recording.forward(batch.pixels, [files[i].rel for i in batch.indices])
             for index, pixels in zip(batch.indices, batch.pixels, strict=True):

@@ -17,16 +17,17 @@ from typing import Literal, Protocol
 
 import torch
 
-from ..report.facts import ConvFacts
+from ..report.facts import BlockFacts, ConvFacts
 
-__all__ = ["LOGITS", "ModelAdapter", "Point", "Recording", "Sink", "Tap"]
+__all__ = ["INPUT", "LOGITS", "ModelAdapter", "Point", "Recording", "Sink", "Tap"]
 
-Point = Literal["conv", "logits"]
+Point = Literal["conv", "activation", "input", "logits"]
 """Where a tensor is taken. ``conv``: a conv layer's own output, before any batch norm or
-activation. ``logits``: the class logits the forward pass returns. Further points of a
-conv block (the input of the batch norm that follows it, the output of its activation)
-are new values here and new hooks in the adapter; the sink and the reducers stay as
-they are."""
+activation. ``activation``: the output of the norm and activation modules that the
+forward pass applies to that conv's output (:meth:`ModelAdapter.block` says which).
+``input``: the batch as the model receives it, normalized. ``logits``: the class logits
+the forward pass returns. Another point is a new value here and a new hook in the
+adapter; the sink and the reducers stay as they are."""
 
 
 @dataclass(frozen=True, order=True)
@@ -38,6 +39,7 @@ class Tap:
 
 
 LOGITS = Tap("", "logits")
+INPUT = Tap("", "input")
 
 Sink = Callable[[Tap, torch.Tensor], None]
 """Called with each tap's tensor during the forward pass. The tensor may be overwritten
@@ -52,6 +54,10 @@ class Recording(Protocol):
 
         ``names`` names the batch's images in the error raised when the forward fails.
         """
+        ...
+
+    def probe(self, batch: torch.Tensor) -> None:
+        """Run one batch only as far as every tap has been handed to the sink, then stop."""
         ...
 
     @property
@@ -84,6 +90,10 @@ class ModelAdapter(Protocol):
 
     def filters(self, layer: str) -> torch.Tensor:
         """Return a layer's weights as ``[out_channels, in_channels/groups, kh, kw]``."""
+        ...
+
+    def block(self, layer: str) -> BlockFacts:
+        """Say which norm and activation the forward pass applies to a layer's output."""
         ...
 
     def recording(self, taps: Collection[Tap], sink: Sink) -> AbstractContextManager[Recording]:

@@ -96,7 +96,11 @@ def code_model(spec: ModelSpec, target_spec: str, weights_file: bool) -> Built:
     weights = f"as built by {target_spec} (featreport loaded none)"
     if untrained:
         weights = f"none: untrained, initialized with seed {spec.seed}"
-    return Built(module, target_spec, weights, untrained, categories=None)
+    # A spec naming a module instance cannot build a second, untrained one.
+    fresh = (
+        None if isinstance(target, nn.Module) else lambda: _build_from_target(target, target_spec)
+    )
+    return Built(module, target_spec, weights, untrained, categories=None, fresh=fresh)
 
 
 def given_model(module: nn.Module, spec: ModelSpec) -> Built:

@@ -6,7 +6,12 @@ hook saw, so a sink must reduce or copy it before returning; keeping a reference
 detached one, would later read post-ReLU values.
 
 A module called more than once in one forward pass (weight sharing, recurrence) is
-recorded on its first call only; ``calls_per_forward`` says how often it ran.
+recorded on one call only, the first unless the tap names another (a shared activation
+module serves several conv blocks); ``calls_per_forward`` says how often it ran.
+
+:class:`CallTracer` records every call of every leaf module on one forward pass, with the
+tensors passed and their version counters, so that the adapter can tell which norm and
+activation modules act on a conv's output (:mod:`reportgen.models.blocks`).
 """
 
 from __future__ import annotations
@@ -22,16 +27,45 @@ from torch.utils.hooks import RemovableHandle
 
 from .adapter import Sink, Tap
 
-__all__ = ["Hooked", "TapRecorder"]
+__all__ = ["Call", "CallTracer", "Hooked", "TapRecorder"]
 
 
 @dataclass(frozen=True)
 class Hooked:
-    """A tap, the module whose forward provides it, and which tensor of that forward it is."""
+    """A tap, the module whose forward provides it, which call, and which tensor of that call."""
 
     tap: Tap
     module: nn.Module
     take: Literal["output", "input"] = "output"
+    call: int = 1  # which call of the module in one forward pass, from 1
+
+
+class _Enough(Exception):
+    """Raised inside a hook to end a forward pass once every tap has been seen."""
+
+
+def _version(tensor: torch.Tensor) -> int:
+    # The version counter is the only record of an in-place change (``out += identity``
+    # between a batch norm and its ReLU); torch exposes it as this attribute alone.
+    return int(tensor._version)  # noqa: SLF001
+
+
+def _restoring(model: nn.Module) -> tuple[dict[nn.Module, bool], list[_Param]]:
+    """Note every module's training flag and every parameter's gradient settings."""
+    training = {m: m.training for m in model.modules()}
+    params = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    return training, params
+
+
+def _restore_flags(training: dict[nn.Module, bool], params: list[_Param]) -> None:
+    for module, flag in training.items():
+        module.training = flag
+    for param, requires_grad, grad in params:
+        param.requires_grad_(requires_grad)
+        param.grad = grad
+
+
+_Param = tuple[nn.Parameter, bool, "torch.Tensor | None"]
 
 
 class TapRecorder:
@@ -51,11 +85,11 @@ class TapRecorder:
         self._calls: dict[Tap, int] = dict.fromkeys(self.calls_per_forward, 0)
         self._handles: list[RemovableHandle] = []
         self._training: dict[nn.Module, bool] = {}
-        self._params: list[tuple[nn.Parameter, bool, torch.Tensor | None]] = []
+        self._params: list[_Param] = []
+        self._until_all_seen = False
 
     def __enter__(self) -> TapRecorder:
-        self._training = {m: m.training for m in self.model.modules()}
-        self._params = [(p, p.requires_grad, p.grad) for p in self.model.parameters()]
+        self._training, self._params = _restoring(self.model)
         try:
             self.model.eval()
             for hooked in self.hooked:
@@ -77,31 +111,114 @@ class TapRecorder:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for module, flag in self._training.items():
-            module.training = flag
-        for param, requires_grad, grad in self._params:
-            param.requires_grad_(requires_grad)
-            param.grad = grad
+        _restore_flags(self._training, self._params)
 
     def _hook_for(self, hooked: Hooked) -> Callable[[nn.Module, tuple[object, ...], object], None]:
         tap = hooked.tap
 
         def hook(module: nn.Module, inputs: tuple[object, ...], output: object) -> None:
             self._calls[tap] += 1
-            if self._calls[tap] > 1:
+            if self._calls[tap] != hooked.call:
                 return
             if tap not in self.call_order:
                 self.call_order.append(tap)
             tensor = output if hooked.take == "output" else inputs[0]
             if isinstance(tensor, torch.Tensor):
                 self.sink(tap, tensor)
+            if self._until_all_seen and all(self._calls[h.tap] >= h.call for h in self.hooked):
+                raise _Enough
 
         return hook
 
-    def forward(self, batch: torch.Tensor) -> object:
-        """Run one forward pass, counting calls per tap afresh."""
+    def forward(self, batch: torch.Tensor, until_all_seen: bool = False) -> object:
+        """Run one forward pass, counting calls per tap afresh.
+
+        With ``until_all_seen``, the pass ends as soon as every tap has been handed to the
+        sink, and None is returned instead of the model's output.
+        """
         self._calls = dict.fromkeys(self._calls, 0)
-        output = self.model(batch)
+        self._until_all_seen = until_all_seen
+        try:
+            output = self.model(batch)
+        except _Enough:
+            return None
+        finally:
+            self._until_all_seen = False
         for tap, calls in self._calls.items():
             self.calls_per_forward[tap] = max(self.calls_per_forward[tap], calls)
         return output
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a leaf module on a traced forward pass."""
+
+    name: str
+    module: nn.Module
+    number: int  # which call of this module, from 1
+    input: torch.Tensor | None  # the first positional argument, when a tensor
+    input_version: int  # its version counter just before the call
+    output: torch.Tensor | None
+    output_version: int  # the output's version counter just after the call
+
+
+class CallTracer:
+    """Record every call of every leaf module during a ``with`` block, in call order.
+
+    Entering puts the model in eval mode; leaving removes every hook and restores the
+    training flags and gradient settings, also when the block raises. The recorded
+    tensors are kept, so no two of them can share an identity while the tracer lives.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.calls: list[Call] = []
+        self._handles: list[RemovableHandle] = []
+        self._pending: dict[int, list[tuple[torch.Tensor | None, int]]] = {}
+        self._counts: dict[int, int] = {}
+        self._training: dict[nn.Module, bool] = {}
+        self._params: list[_Param] = []
+
+    def __enter__(self) -> CallTracer:
+        self._training, self._params = _restoring(self.model)
+        try:
+            self.model.eval()
+            for name, module in self.model.named_modules():
+                if next(module.children(), None) is None:
+                    self._handles.append(module.register_forward_pre_hook(self._before))
+                    self._handles.append(module.register_forward_hook(self._after(name)))
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        _restore_flags(self._training, self._params)
+
+    def _before(self, module: nn.Module, inputs: tuple[object, ...]) -> None:
+        first = inputs[0] if inputs else None
+        tensor = first if isinstance(first, torch.Tensor) else None
+        version = _version(tensor) if tensor is not None else -1
+        self._pending.setdefault(id(module), []).append((tensor, version))
+
+    def _after(self, name: str) -> Callable[[nn.Module, tuple[object, ...], object], None]:
+        def hook(module: nn.Module, inputs: tuple[object, ...], output: object) -> None:
+            tensor, version = self._pending[id(module)].pop()
+            number = self._counts.get(id(module), 0) + 1
+            self._counts[id(module)] = number
+            out = output if isinstance(output, torch.Tensor) else None
+            out_version = _version(out) if out is not None else -1
+            self.calls.append(Call(name, module, number, tensor, version, out, out_version))
+
+        return hook

@@ -14,11 +14,11 @@ from .adapter import ModelAdapter
 from .checkpoint import load_weights_file
 from .code_source import code_model, given_model
 from .preprocess import Preprocess, preprocess_from_options, preprocess_from_weights
-from .source import Built
-from .torch_adapter import TorchAdapter, input_channels
+from .source import Built, seeded
+from .torch_adapter import TorchAdapter, conv_modules, input_channels, output_filters
 from .torchvision_source import imagenet_categories, torchvision_model
 
-__all__ = ["LoadedModel", "load_model", "resolve_device"]
+__all__ = ["LoadedModel", "fresh_norm_medians", "load_model", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class LoadedModel:
     imagenet_classes: bool
     preprocess: Preprocess
     parameters: int
+    fresh_norm_medians: dict[str, float]  # per conv layer, of an untrained instance; may be empty
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,7 +79,7 @@ def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
         weights = f"state dict from {spec.weights}" + (f" ({how})" if how else "")
 
     channels = input_channels(module)
-    user_preprocess = spec.input_size or spec.mean or spec.std
+    user_preprocess = spec.input_size or spec.mean or spec.std or spec.bgr
     if built.torchvision_weights is not None and not user_preprocess:
         preprocess = preprocess_from_weights(built.torchvision_weights, channels)
     else:
@@ -91,8 +92,16 @@ def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
         device = resolve_device(run.device)
     module.to(device)
     categories = built.categories
+    adapter = TorchAdapter(
+        module,
+        device,
+        run.layers,
+        spec.output_key,
+        input_shape=(preprocess.channels, preprocess.crop, preprocess.crop),
+    )
+    fresh = {} if built.untrained else fresh_norm_medians(built, spec.seed, adapter)
     return LoadedModel(
-        adapter=TorchAdapter(module, device, run.layers, spec.output_key),
+        adapter=adapter,
         name=built.name,
         weights=weights,
         untrained=built.untrained,
@@ -100,4 +109,31 @@ def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
         imagenet_classes=categories == imagenet_categories() if categories else False,
         preprocess=preprocess,
         parameters=sum(p.numel() for p in module.parameters()),
+        fresh_norm_medians=fresh,
     )
+
+
+@torch.no_grad()
+def fresh_norm_medians(built: Built, seed: int, adapter: TorchAdapter) -> dict[str, float]:
+    """Measure the median filter norm of each conv layer in an untrained instance.
+
+    The untrained-weights detector compares the loaded filters with these. Models whose
+    source cannot build a second instance, or whose layers differ, get none.
+    """
+    if built.fresh is None:
+        return {}
+    try:
+        fresh = seeded(seed, built.fresh)
+    except Exception:  # the comparison is a bonus; a source that fails now gets none
+        return {}
+    convs = dict(conv_modules(fresh))
+    medians: dict[str, float] = {}
+    for conv in adapter.conv_layers():
+        module = convs.get(conv.name)
+        if module is None:
+            return {}
+        weights = output_filters(module).float().flatten(1)
+        if weights.shape[0] != conv.out_channels:
+            return {}
+        medians[conv.name] = float(torch.linalg.vector_norm(weights, dim=1).median())
+    return medians

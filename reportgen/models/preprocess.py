@@ -39,6 +39,7 @@ class Preprocess:
     interpolation: str
     channels: int  # 3 for RGB, 1 for grayscale
     source: str  # where these settings came from
+    bgr: bool = False  # feed the three channels in BGR order (Caffe-style models)
 
     @property
     def mode(self) -> str:
@@ -47,7 +48,7 @@ class Preprocess:
 
     def describe(self) -> str:
         """Say in one line what happens to an image, for the report."""
-        colour = "grayscale" if self.channels == 1 else "RGB"
+        colour = "grayscale" if self.channels == 1 else ("BGR" if self.bgr else "RGB")
         mean = ", ".join(f"{m:g}" for m in self.mean)
         std = ", ".join(f"{s:g}" for s in self.std)
         return (
@@ -61,6 +62,8 @@ class Preprocess:
         image = tvf.resize(image, [self.resize], interpolation=mode, antialias=True)
         image = tvf.center_crop(image, [self.crop, self.crop])
         tensor = tvf.pil_to_tensor(image).to(torch.float32).div_(255.0)
+        if self.bgr and self.channels == 3:
+            tensor = tensor.flip(0)
         return cast("torch.Tensor", tvf.normalize(tensor, list(self.mean), list(self.std)))
 
 
@@ -82,6 +85,7 @@ def preprocess_from_options(spec: ModelSpec, channels: int) -> Preprocess:
             "--input-size" if spec.input_size else f"the default size {DEFAULT_INPUT_SIZE}",
             "--mean" if spec.mean else "ImageNet's mean",
             "--std" if spec.std else "ImageNet's std",
+            *(["--bgr"] if spec.bgr and channels == 3 else []),
         ]
     )
     return Preprocess(
@@ -92,6 +96,7 @@ def preprocess_from_options(spec: ModelSpec, channels: int) -> Preprocess:
         interpolation=InterpolationMode.BILINEAR.value,
         channels=channels,
         source=source,
+        bgr=spec.bgr and channels == 3,
     )
 
 

@@ -22,6 +22,7 @@ class Built:
     untrained: bool
     categories: tuple[str, ...] | None  # class names the source knows of
     torchvision_weights: tv_api.WeightsEnum | None = None  # their transforms() preprocess
+    fresh: Callable[[], nn.Module] | None = None  # builds an untrained instance, to compare
 
 
 def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from ..errors import InferenceError, ModelError, short_error
-from ..report.facts import ConvFacts
-from .adapter import LOGITS, Sink, Tap
+from ..report.facts import BlockFacts, ConvFacts
+from .adapter import INPUT, LOGITS, Sink, Tap
+from .blocks import Block, block_facts, find_blocks
 from .hooks import Hooked, TapRecorder
 from .logits import pick_logits
 
@@ -100,19 +101,23 @@ class _TorchRecording:
         recorder: TapRecorder,
         device: torch.device,
         output_key: str | None,
-        sink: Sink | None,
+        sink: Sink,
+        taps: Collection[Tap],
     ) -> None:
         self._recorder = recorder
         self._device = device
         self._output_key = output_key
-        self._logits_sink = sink  # set when the logits are one of the taps
+        self._sink = sink
+        self._input = INPUT in taps
+        self._logits = LOGITS in taps
         self._logits_from = ""
 
-    def forward(self, batch: torch.Tensor, names: Sequence[str] = ()) -> torch.Tensor:
-        """Run one batch and return its logits; the logits tap, if asked for, sees them too."""
+    def _run(self, batch: torch.Tensor, names: Sequence[str], until_all_seen: bool) -> object:
         on_device = batch.to(self._device)
+        if self._input:
+            self._sink(INPUT, on_device)
         try:
-            output = self._recorder.forward(on_device)
+            return self._recorder.forward(on_device, until_all_seen)
         except Exception as exc:
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             raise InferenceError(
@@ -120,10 +125,18 @@ class _TorchRecording:
                 f"{len(names)} image(s) {shown}, input shape {tuple(batch.shape)}; check "
                 "--input-size and that the model takes one image tensor"
             ) from None
+
+    def forward(self, batch: torch.Tensor, names: Sequence[str] = ()) -> torch.Tensor:
+        """Run one batch and return its logits; the input and logits taps, if asked for, see them."""
+        output = self._run(batch, names, until_all_seen=False)
         logits, self._logits_from = pick_logits(output, self._output_key)
-        if self._logits_sink is not None:
-            self._logits_sink(LOGITS, logits)
+        if self._logits:
+            self._sink(LOGITS, logits)
         return logits
+
+    def probe(self, batch: torch.Tensor) -> None:
+        """Run one batch only as far as every hooked tap has been handed to the sink."""
+        self._run(batch, (), until_all_seen=True)
 
     @property
     def logits_from(self) -> str:
@@ -133,12 +146,17 @@ class _TorchRecording:
     @property
     def call_order(self) -> tuple[str, ...]:
         """Return the tapped layers in the order the forward pass first called them."""
-        return tuple(tap.layer for tap in self._recorder.call_order)
+        order = dict.fromkeys(tap.layer for tap in self._recorder.call_order)
+        return tuple(order)
 
     @property
     def calls_per_forward(self) -> Mapping[str, int]:
         """Return how often each tapped layer ran in one forward pass."""
-        return {tap.layer: n for tap, n in self._recorder.calls_per_forward.items()}
+        return {
+            tap.layer: n
+            for tap, n in self._recorder.calls_per_forward.items()
+            if tap.point == "conv"
+        }
 
 
 class TorchAdapter:
@@ -150,11 +168,14 @@ class TorchAdapter:
         device: torch.device,
         layers: Sequence[str] = (),
         output_key: str | None = None,
+        input_shape: tuple[int, int, int] | None = None,
     ) -> None:
         self._module = module
         self._device = device
         self._output_key = output_key
         self._layers = _choose(conv_modules(module), layers)
+        self._input_shape = input_shape  # (C, H, W): what the block tracing feeds the model
+        self._blocks: dict[str, Block] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -169,16 +190,41 @@ class TorchAdapter:
         """Return a layer's weights as ``[out_channels, in_channels/groups, kh, kw]``."""
         return output_filters(self._layers[layer])
 
+    def _traced(self) -> dict[str, Block]:
+        """Trace one forward pass, once, to match each conv's norm and activation modules."""
+        if self._blocks is None:
+            if self._input_shape is None:
+                raise RuntimeError("this TorchAdapter was made without an input_shape to trace")
+            sample = torch.randn(
+                1, *self._input_shape, generator=torch.Generator().manual_seed(0)
+            ).to(self._device)
+            try:
+                self._blocks = find_blocks(self._module, self._layers, sample)
+            except Exception:
+                # No blocks then: the first real batch fails the same way, and its error
+                # names the images, which says more than a failure on a random sample.
+                self._blocks = {}
+        return self._blocks
+
+    def block(self, layer: str) -> BlockFacts:
+        """Say which norm and activation the forward pass applies to a layer's output."""
+        found = self._traced().get(layer)
+        return BlockFacts(None, None, None) if found is None else block_facts(found)
+
     def _hooked(self, tap: Tap) -> Hooked:
         if tap.point == "conv" and tap.layer in self._layers:
             return Hooked(tap, self._layers[tap.layer])
+        if tap.point == "activation" and tap.layer in self._layers:
+            found = self._traced().get(tap.layer)
+            last = None if found is None else found.last
+            if last is not None:
+                module, call = last
+                return Hooked(tap, module, call=call)
         raise ModelError(f"no tap {tap.point!r} at layer {tap.layer!r} in this model")
 
     @contextmanager
     def recording(self, taps: Collection[Tap], sink: Sink) -> Iterator[_TorchRecording]:
         """Open a recording: the taps' modules hooked until the block ends, then restored."""
-        hooked = [self._hooked(tap) for tap in sorted(taps) if tap != LOGITS]
+        hooked = [self._hooked(tap) for tap in sorted(taps) if tap not in (LOGITS, INPUT)]
         with TapRecorder(self._module, hooked, sink) as recorder:
-            yield _TorchRecording(
-                recorder, self._device, self._output_key, sink if LOGITS in taps else None
-            )
+            yield _TorchRecording(recorder, self._device, self._output_key, sink, taps)

@@ -88,6 +88,7 @@ def torchvision_model(spec: ModelSpec, name: str, weights_file: bool) -> Built:
             weights=f"none: untrained, initialized with seed {spec.seed}",
             untrained=spec.weights.lower() == "none",
             categories=_default_categories(name),
+            fresh=lambda: cast("nn.Module", torchvision.models.get_model(name, weights=None)),
         )
     weights = _torchvision_weights(name, spec.weights)
     categories = tuple(weights.meta.get("categories") or ()) or None
@@ -98,4 +99,5 @@ def torchvision_model(spec: ModelSpec, name: str, weights_file: bool) -> Built:
         untrained=False,
         categories=categories or _default_categories(name),
         torchvision_weights=weights,
+        fresh=lambda: cast("nn.Module", torchvision.models.get_model(name, weights=None)),
     )

@@ -6,11 +6,11 @@ import json
 import math
 from typing import Any
 
-from .facts import ImageRecord, Report
+from .facts import PROPERTY_NAMES, Finding, ImageRecord, LayerRecord, PointRecord, Report
 
 __all__ = ["SCHEMA_VERSION", "to_json"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _finite(value: float) -> float | None:
@@ -31,35 +31,91 @@ def _image(report: Report, image: ImageRecord) -> dict[str, Any]:
         "top5": [
             {"class": report.class_name(c), "index": c, "probability": _finite(v)} for c, v in p.top
         ],
+        "properties": {
+            name: _finite(v) for name, v in zip(PROPERTY_NAMES, image.properties, strict=True)
+        },
+    }
+
+
+def _point(record: PointRecord) -> dict[str, Any]:
+    stats, moments = record.stats, record.moments
+    return {
+        "label": record.label,
+        "activation_min": _finite(stats.activation_min),
+        "activation_max": _finite(stats.activation_max),
+        "channel_mean": [_finite(v) for v in stats.channel_mean],
+        "channel_max": [_finite(v) for v in stats.channel_max],
+        "channel_min": [_finite(v) for v in moments.min],
+        "channel_std": [_finite(math.sqrt(v)) for v in moments.variance],
+        "channel_image_spread": [_finite(v) for v in moments.image_spread],
+        "positive_share": [_finite(v) for v in record.positive],
+        "constant_channels": list(stats.constant),
+    }
+
+
+def _layer(layer: LayerRecord) -> dict[str, Any]:
+    block, norm, corr = layer.block, layer.block.norm, layer.correlations
+    return {
+        "name": layer.conv.name,
+        "type": layer.conv.type,
+        "depth": layer.depth,
+        "in_channels": layer.conv.in_channels,
+        "out_channels": layer.conv.out_channels,
+        "kernel_size": list(layer.conv.kernel_size),
+        "stride": list(layer.conv.stride),
+        "groups": layer.conv.groups,
+        "calls_per_forward": layer.calls_per_forward,
+        "output_shape": list(layer.conv_point.stats.output_shape),
+        "block": {
+            "norm": norm.name if norm else None,
+            "norm_type": norm.type if norm else None,
+            "activation": block.activation,
+            "activation_type": block.activation_type,
+        },
+        "points": {record.point: _point(record) for record in layer.points},
+        "norm_divergence": None
+        if layer.norm_divergence is None
+        else _finite(layer.norm_divergence),
+        "dead_channels": list(layer.dead_channels),
+        "silent_channels": list(layer.silent),
+        "filter_norms": [_finite(v) for v in layer.filters.norms],
+        "filter_smoothness": None
+        if layer.filters.smoothness is None
+        else _finite(layer.filters.smoothness),
+        "dead_filters": list(layer.filters.dead),
+        "duplicate_filters": [[a, b] for a, b, _ in layer.filters.duplicates],
+        "correlated_channels": None
+        if corr is None
+        else {
+            "point": corr.point,
+            "samples": corr.samples,
+            "positions_per_image": corr.positions,
+            "pairs": [[a, b, _finite(r)] for a, b, r in corr.pairs],
+            "total": corr.total,
+        },
+    }
+
+
+def _finding(finding: Finding) -> dict[str, Any]:
+    return {
+        "kind": finding.kind,
+        "severity": finding.severity,
+        "message": finding.message,
+        "layer": finding.layer,
+        "channels": list(finding.channels),
+        "pairs": [list(p) for p in finding.pairs],
+        "classes": list(finding.classes),
+        "evidence": {
+            key: _finite(value) if isinstance(value, float) else value
+            for key, value in finding.evidence
+        },
     }
 
 
 def to_json(report: Report) -> str:
     """Serialize the report's facts with sorted keys, for machines."""
     images = [_image(report, image) for image in report.images]
-    layers = [
-        {
-            "name": layer.conv.name,
-            "type": layer.conv.type,
-            "depth": layer.depth,
-            "in_channels": layer.conv.in_channels,
-            "out_channels": layer.conv.out_channels,
-            "kernel_size": list(layer.conv.kernel_size),
-            "stride": list(layer.conv.stride),
-            "groups": layer.conv.groups,
-            "calls_per_forward": layer.calls_per_forward,
-            "output_shape": list(layer.stats.output_shape),
-            "activation_min": _finite(layer.stats.activation_min),
-            "activation_max": _finite(layer.stats.activation_max),
-            "channel_mean": [_finite(v) for v in layer.stats.channel_mean],
-            "channel_max": [_finite(v) for v in layer.stats.channel_max],
-            "dead_channels": list(layer.stats.dead_channels),
-            "filter_norms": [_finite(v) for v in layer.filters.norms],
-            "dead_filters": list(layer.filters.dead),
-            "duplicate_filters": [[a, b] for a, b, _ in layer.filters.duplicates],
-        }
-        for layer in report.layers
-    ]
+    layers = [_layer(layer) for layer in report.layers]
     acc = report.accuracy
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -95,6 +151,18 @@ def to_json(report: Report) -> str:
                 for c in acc.per_class
             ],
         },
+        "findings": [_finding(f) for f in report.findings],
+        "conventions": [
+            {
+                "name": c.name,
+                "mean": list(c.mean),
+                "std": list(c.std),
+                "bgr": c.bgr,
+                "divergence": _finite(c.divergence),
+                "current": c.current,
+            }
+            for c in report.conventions
+        ],
         "skipped": [{"path": s.rel, "reason": s.reason} for s in report.skipped],
         "warnings": list(report.warnings),
         "definitions": dict(report.definitions),

@@ -7,23 +7,54 @@ hand (the tests do) and turned into pages without a model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Literal
 
 __all__ = [
+    "PROPERTY_NAMES",
     "Accuracy",
+    "BlockFacts",
     "ChannelMoments",
     "ChannelStats",
     "ClassAccuracy",
     "ConvFacts",
+    "ConventionFit",
+    "Correlations",
+    "Evidence",
     "FilterStats",
+    "Finding",
     "ImageRecord",
     "LayerRecord",
     "ModelFacts",
+    "NormFacts",
+    "PointName",
+    "PointRecord",
     "Prediction",
     "Report",
+    "Severity",
     "Skipped",
 ]
+
+PointName = Literal["conv", "activation"]
+"""A measurement point of a conv layer: ``conv``, the conv's own output; ``activation``,
+the output of the normalisation and activation modules the forward pass applies to it."""
+
+Severity = Literal["info", "warning", "error"]
+
+Evidence = tuple[tuple[str, float | int | str], ...]
+
+# Cheap properties of each image as the model saw it (its input, un-normalized to 0..1).
+PROPERTY_NAMES = (
+    "brightness",
+    "contrast",
+    "hue",
+    "saturation",
+    "border_brightness",
+    "border_hue",
+    "centre_minus_border",
+)
 
 
 @dataclass(frozen=True)
@@ -70,11 +101,21 @@ class ChannelMoments:
     sum_squares: tuple[float, ...]
     min: tuple[float, ...]
     max: tuple[float, ...]
+    images: int
+    image_mean_squares: tuple[float, ...]  # per channel: Σ over images of (its mean there)²
 
     @property
     def mean(self) -> tuple[float, ...]:
         """Return each channel's mean over every image and position."""
         return tuple(total / self.count for total in self.sum)
+
+    @property
+    def image_spread(self) -> tuple[float, ...]:
+        """Return each channel's standard deviation of its per-image mean over the images."""
+        return tuple(
+            math.sqrt(max(squares / self.images - mean**2, 0.0))
+            for mean, squares in zip(self.mean, self.image_mean_squares, strict=True)
+        )
 
     @property
     def variance(self) -> tuple[float, ...]:
@@ -94,8 +135,8 @@ class ChannelStats:
     channel_max: tuple[float, ...]
     activation_min: float
     activation_max: float
-    dead_channels: tuple[int, ...]
-    by_mean: tuple[int, ...]  # the channels that are not dead, highest mean first
+    constant: tuple[int, ...]  # channels whose value never changes at this point
+    by_mean: tuple[int, ...]  # the channels that are not constant, highest mean first
 
 
 @dataclass(frozen=True)
@@ -104,8 +145,9 @@ class FilterStats:
 
     norms: tuple[float, ...]
     dead: tuple[int, ...]
-    duplicates: tuple[tuple[int, int, float], ...]  # (i, j, cosine) with i < j
-    compared: bool  # False when filters are too small to compare
+    duplicates: tuple[tuple[int, int, float], ...]  # (i, j, cosine) with i < j, same group
+    compared: bool  # False when filters are too small or read different inputs (depthwise)
+    smoothness: float | None  # correlation of spatially neighbouring weights; None below 2×2
 
     @property
     def duplicated(self) -> tuple[int, ...]:
@@ -114,15 +156,92 @@ class FilterStats:
 
 
 @dataclass(frozen=True)
+class NormFacts:
+    """The normalisation module the forward pass applies to a conv's output, and its state."""
+
+    name: str
+    type: str
+    eps: float
+    running_mean: tuple[float, ...] | None  # None for norms without running statistics
+    running_var: tuple[float, ...] | None
+    weight: tuple[float, ...] | None  # γ; None without an affine part
+    bias: tuple[float, ...] | None  # β
+
+
+@dataclass(frozen=True)
+class BlockFacts:
+    """What the forward pass applies to a conv's output: a norm, an activation, both or none.
+
+    Matched on a traced forward pass by the tensors the modules pass, not by their names.
+    """
+
+    norm: NormFacts | None
+    activation: str | None  # the activation module's name
+    activation_type: str | None  # its class, such as "ReLU"
+
+    @property
+    def has_point(self) -> bool:
+        """Say whether the layer has a point after its norm or activation."""
+        return self.norm is not None or self.activation is not None
+
+    @property
+    def label(self) -> str:
+        """Name the point after the block's norm and activation, such as "after BatchNorm2d and ReLU"."""
+        parts = [p for p in (self.norm and self.norm.type, self.activation_type) if p]
+        return "after " + " and ".join(parts) if parts else "conv output"
+
+
+@dataclass(frozen=True)
+class PointRecord:
+    """What was measured at one point of a layer, over every image and position."""
+
+    point: PointName
+    label: str  # "conv output" or "after BatchNorm2d and ReLU"
+    moments: ChannelMoments
+    stats: ChannelStats
+    positive: tuple[float, ...]  # per channel: the share of values above zero
+
+
+@dataclass(frozen=True)
+class Correlations:
+    """Channel pairs of one layer whose activations correlate strongly over images and positions."""
+
+    point: PointName
+    positions: int  # positions sampled per image (a fixed grid)
+    samples: int  # values per channel: images × sampled positions
+    pairs: tuple[tuple[int, int, float], ...]  # (i, j, ρ), i < j, strongest |ρ| first
+    total: int  # pairs at or above the threshold; ``pairs`` lists at most a fixed number
+
+
+@dataclass(frozen=True)
 class LayerRecord:
     """Everything the build learned about one conv layer."""
 
     depth: int  # from 0, in the order the forward pass first calls the layer
     conv: ConvFacts
-    moments: ChannelMoments
-    stats: ChannelStats
+    block: BlockFacts
+    points: tuple[PointRecord, ...]  # the conv output first, then the activation if any
     filters: FilterStats
     calls_per_forward: int
+    correlations: Correlations | None
+    dead_channels: tuple[int, ...]  # constant at the conv output, or off after the activation
+    silent: tuple[int, ...]  # never above zero after a gating activation, on these images
+    fresh_norm_median: float | None  # median filter norm of a fresh instance of the layer
+    norm_divergence: float | None = None  # median KL of the norm's input from its running stats
+
+    @property
+    def conv_point(self) -> PointRecord:
+        """Return what was measured at the conv's own output."""
+        return self.points[0]
+
+    @property
+    def activation(self) -> PointRecord | None:
+        """Return what was measured after the norm and activation, when the layer has them."""
+        return self.points[1] if len(self.points) > 1 else None
+
+    def at(self, point: PointName) -> PointRecord:
+        """Return the point asked for, or the conv output where the layer has no other."""
+        return self.activation or self.conv_point if point == "activation" else self.conv_point
 
 
 @dataclass(frozen=True)
@@ -160,6 +279,7 @@ class ImageRecord:
     index: int  # its position among the collected files: the stable name of its pages
     path: str  # relative to --images, '/'-separated
     prediction: Prediction
+    properties: tuple[float, ...]  # PROPERTY_NAMES, of the image as the model saw it
 
 
 @dataclass(frozen=True)
@@ -216,6 +336,32 @@ class ModelFacts:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """One thing the report found wrong, or worth knowing, and the numbers behind it."""
+
+    kind: str
+    severity: Severity
+    message: str  # what is wrong and what to do
+    layer: str | None = None
+    channels: tuple[int, ...] = ()
+    pairs: tuple[tuple[int, int], ...] = ()
+    classes: tuple[int, ...] = ()
+    evidence: Evidence = ()
+
+
+@dataclass(frozen=True)
+class ConventionFit:
+    """How well one input convention fits the first batch norm's running statistics."""
+
+    name: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    bgr: bool
+    divergence: float  # median over channels of the Gaussian KL at the first batch norm
+    current: bool  # the convention this build used
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything the pages and report.json state as fact, and nothing they chose to show."""
 
@@ -232,6 +378,13 @@ class Report:
     not_called: tuple[str, ...]
     definitions: tuple[tuple[str, str], ...]  # the rules behind every verdict, by name
     built_at: str | None
+    findings: tuple[Finding, ...] = ()  # most severe first
+    conventions: tuple[ConventionFit, ...] = ()  # tried when the preprocessing looks wrong
+
+    @property
+    def looks_untrained(self) -> bool:
+        """Say whether the weights are untrained, by the user's word or by a finding."""
+        return self.model.untrained or any(f.kind == "untrained_weights" for f in self.findings)
 
     def class_name(self, index: int | None) -> str:
         """Name a class index, or give a dash for an unknown class."""

@@ -5,15 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..analysis.ranking import Rank
 from ..analysis.selection import Selection
+from ..report.facts import PointName
 
 __all__ = ["SiteChoices"]
 
 
 @dataclass(frozen=True)
 class SiteChoices:
-    """The showcased images and compared mistakes, and the channels each image's grids show."""
+    """The showcased images and compared mistakes, the channels each image's grids show, and
+    where and how the pages measure and rank."""
 
     selection: Selection
-    channels_shown: Mapping[int, tuple[tuple[int, ...], ...]]  # image → per depth, strongest first
+    channels_shown: Mapping[int, tuple[tuple[int, ...], ...]]  # image → per depth, ranked
     max_channels: int
+    point: PointName = "activation"  # --point: each layer's maps and charts, where it has it
+    rank: Rank = "relative"  # --rank

@@ -9,7 +9,7 @@ import torch
 from ..drawing import charts, visuals
 from ..drawing.encoder import Pictures
 from ..gather.maps import ImageMaps
-from ..report.facts import LayerRecord
+from ..report.facts import ChannelStats, LayerRecord
 from . import urls
 from .layout import FILTERS_SHOWN, strip_depths
 
@@ -36,10 +36,14 @@ def draw_image(
 
 
 def draw_layer(
-    pictures: Pictures, layer: LayerRecord, weights: torch.Tensor, strongest: Sequence[int]
+    pictures: Pictures,
+    layer: LayerRecord,
+    weights: torch.Tensor,
+    stats: ChannelStats,
+    strongest: Sequence[int],
 ) -> None:
-    """Draw one layer's filter grid (``weights``: its filters), norm chart and channel chart."""
-    ext, depth, filters, stats = pictures.ext, layer.depth, layer.filters, layer.stats
+    """Draw one layer's filter grid (``weights``), norm chart and channel chart (of ``stats``)."""
+    ext, depth, filters = pictures.ext, layer.depth, layer.filters
     shown = weights[:FILTERS_SHOWN]
     duplicate = filters.duplicated
     if layer.conv.rgb_filters:
@@ -58,7 +62,7 @@ def draw_layer(
         charts.channel_chart(
             stats.channel_mean,
             stats.channel_max,
-            stats.dead_channels,
+            layer.dead_channels,
             strongest,
             visuals.DEAD_MARK,
             visuals.STRONG_MARK,

@@ -22,6 +22,7 @@ __all__ = [
     "MISTAKES",
     "STYLE",
     "Linker",
+    "accuracy_anchor",
     "channel_chart_picture",
     "class_anchor",
     "filter_picture",
@@ -63,6 +64,11 @@ def layer_anchor(depth: int) -> str:
 def class_anchor(label: int) -> str:
     """Name the anchor of a class's section on the mistakes page."""
     return f"class-{label}"
+
+
+def accuracy_anchor(label: int) -> str:
+    """Name the anchor of a class's row in the mistakes page's per-class accuracy table."""
+    return f"accuracy-{label}"
 
 
 def input_picture(index: int, ext: str) -> str:

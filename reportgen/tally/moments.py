@@ -1,4 +1,5 @@
-"""Per-channel moments of a tap: count, sum, sum of squares, minimum and maximum.
+"""Per-channel moments of a tap: count, sum, sum of squares, minimum and maximum, and the
+sum of squared per-image means (the spread of a channel's response from image to image).
 
 Each batch is reduced per image and channel along the tensor's contiguous axis
 (channels_last aware) in float32: a sum, a sum of squares, ``amax`` and ``amin``. Those
@@ -16,7 +17,7 @@ import torch
 
 from ..report.facts import ChannelMoments
 
-__all__ = ["ChannelMomentsReducer", "MomentsState"]
+__all__ = ["ChannelMomentsReducer", "MomentsState", "per_image_channel"]
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,11 @@ class MomentsState:
     sum_squares: torch.Tensor
     min: torch.Tensor
     max: torch.Tensor
+    images: int
+    image_mean_squares: torch.Tensor
 
 
-def _per_image_channel(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+def per_image_channel(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """View a conv output as [N, C, positions] (dim 2) or [N, positions, C] (dim 1), uncopied."""
     n, c = x.shape[:2]
     if (
@@ -53,13 +56,15 @@ class ChannelMomentsReducer:
         self._squares: torch.Tensor | None = None
         self._min: torch.Tensor | None = None
         self._max: torch.Tensor | None = None
+        self._images = 0
+        self._image_squares: torch.Tensor | None = None
 
     def _start(self, x: torch.Tensor) -> None:
         self._shape = tuple(int(s) for s in x.shape[1:])
         channels = int(x.shape[1])
         device = torch.device("cpu") if x.device.type == "mps" else x.device
         zeros = torch.zeros(channels, dtype=torch.float64, device=device)
-        self._sum, self._squares = zeros, zeros.clone()
+        self._sum, self._squares, self._image_squares = zeros, zeros.clone(), zeros.clone()
         self._min = torch.full_like(zeros, float("inf"))
         self._max = torch.full_like(zeros, float("-inf"))
 
@@ -70,8 +75,9 @@ class ChannelMomentsReducer:
             self._start(x)
         assert self._sum is not None and self._squares is not None
         assert self._min is not None and self._max is not None
+        assert self._image_squares is not None
         values = x.float()
-        flat, axis = _per_image_channel(values)
+        flat, axis = per_image_channel(values)
         # Separate amax and amin along the contiguous axis vectorize; aminmax and float64
         # reductions of the whole tensor do not, and cost nine and twenty times as much.
         # The squared L2 norm is the sum of squares in one vectorized pass; vecdot and
@@ -84,6 +90,9 @@ class ChannelMomentsReducer:
         self._squares += squares.to(device, wide).sum(dim=0)
         self._max = torch.maximum(self._max, high.to(device, wide).amax(dim=0))
         self._min = torch.minimum(self._min, low.to(device, wide).amin(dim=0))
+        image_means = sums.to(device, wide) / flat.shape[axis]
+        self._image_squares += image_means.square().sum(dim=0)
+        self._images += int(x.shape[0])
         self._count += flat.numel() // int(x.shape[1])
 
     def state(self) -> MomentsState:
@@ -91,6 +100,7 @@ class ChannelMomentsReducer:
         if self._shape is None or self._sum is None or self._squares is None:
             raise RuntimeError("no batch was recorded for this tap")
         assert self._min is not None and self._max is not None
+        assert self._image_squares is not None
         return MomentsState(
             output_shape=self._shape,
             count=self._count,
@@ -98,6 +108,8 @@ class ChannelMomentsReducer:
             sum_squares=self._squares.cpu(),
             min=self._min.cpu(),
             max=self._max.cpu(),
+            images=self._images,
+            image_mean_squares=self._image_squares.cpu(),
         )
 
     def merge(self, a: MomentsState, b: MomentsState) -> MomentsState:
@@ -113,6 +125,8 @@ class ChannelMomentsReducer:
             sum_squares=a.sum_squares + b.sum_squares,
             min=torch.minimum(a.min, b.min),
             max=torch.maximum(a.max, b.max),
+            images=a.images + b.images,
+            image_mean_squares=a.image_mean_squares + b.image_mean_squares,
         )
 
     def finish(self, state: MomentsState) -> ChannelMoments:
@@ -124,4 +138,6 @@ class ChannelMomentsReducer:
             sum_squares=tuple(float(v) for v in state.sum_squares.tolist()),
             min=tuple(float(v) for v in state.min.tolist()),
             max=tuple(float(v) for v in state.max.tolist()),
+            images=state.images,
+            image_mean_squares=tuple(float(v) for v in state.image_mean_squares.tolist()),
         )

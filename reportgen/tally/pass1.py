@@ -1,24 +1,49 @@
 """Pass 1: every image once, through a tally of reducers, with nothing per image kept
-but its top classes. Memory does not grow with the number of images."""
+but its top classes and seven numbers about its pixels. Memory does not grow with the
+number of images beyond those.
+
+Per conv layer: moments and the share of positive values at the conv's output and, where
+the forward pass applies a norm or an activation to it, after them; and the channel
+correlations at the later of the two points."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 from ..data.batches import Prepare, batches
 from ..data.files import ImageFile
 from ..errors import InferenceError
-from ..models.adapter import LOGITS, ModelAdapter, Tap
-from ..report.facts import ChannelMoments, ConvFacts, Skipped
+from ..models.adapter import INPUT, LOGITS, ModelAdapter, Tap
+from ..report.facts import (
+    BlockFacts,
+    ChannelMoments,
+    ConvFacts,
+    Correlations,
+    PointName,
+    Skipped,
+)
 from ..timing import Timings
+from .active import PositiveShareReducer
+from .correlation import CorrelationReducer
 from .moments import ChannelMomentsReducer
 from .predictions import TopClassesReducer
+from .properties import ImagePropertiesReducer
 from .reducer import Tally
 
-__all__ = ["DECODE", "FORWARD", "STATS", "LayerTally", "Pass1", "run_pass1"]
+__all__ = [
+    "DECODE",
+    "FORWARD",
+    "STATS",
+    "LayerTally",
+    "Pass1",
+    "PointTally",
+    "Unnormalize",
+    "run_pass1",
+]
 
 DECODE = "pass 1: decode and preprocess"
 FORWARD = "pass 1: forward pass"
@@ -27,12 +52,42 @@ STATS = "pass 1: statistics in hooks"
 Progress = Callable[[int], None]
 
 
+class Unnormalize(Prepare, Protocol):
+    """Prepare a picture, and say how the input maps back to 0..1 pixels (as Preprocess does)."""
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Return the normalization mean, per channel."""
+        ...
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Return the normalization std, per channel."""
+        ...
+
+    @property
+    def bgr(self) -> bool:
+        """Say whether the channels are in BGR order."""
+        ...
+
+
+@dataclass(frozen=True)
+class PointTally:
+    """One point of a layer after pass 1: its moments and share of positive values."""
+
+    point: PointName
+    moments: ChannelMoments
+    positive: tuple[float, ...]
+
+
 @dataclass(frozen=True)
 class LayerTally:
-    """One conv layer after pass 1: its facts, its moments, and its calls per forward."""
+    """One conv layer after pass 1: its facts, block, points, correlations and calls."""
 
     conv: ConvFacts
-    moments: ChannelMoments
+    block: BlockFacts
+    points: tuple[PointTally, ...]  # the conv output, then the point after the block if any
+    correlations: Correlations
     calls_per_forward: int
 
 
@@ -41,6 +96,7 @@ class Pass1:
     """What pass 1 learned about the whole image set."""
 
     top: dict[int, tuple[tuple[int, float], ...]]  # by file index, for every image read
+    properties: dict[int, tuple[float, ...]]  # by file index: PROPERTY_NAMES
     skipped: tuple[Skipped, ...]
     layers: tuple[LayerTally, ...]  # depth order: the order the forward pass calls them
     not_called: tuple[str, ...]
@@ -48,10 +104,48 @@ class Pass1:
     logits_from: str  # where in the model's output the logits were found
 
 
+@dataclass(frozen=True)
+class _LayerReducers:
+    block: BlockFacts
+    points: tuple[tuple[PointName, ChannelMomentsReducer, PositiveShareReducer], ...]
+    correlation: CorrelationReducer
+
+
+def _add_layer(tally: Tally, adapter: ModelAdapter, layer: str) -> _LayerReducers:
+    """Register a layer's reducers: both points where it has two, correlations at the later."""
+    block = adapter.block(layer)
+    points: tuple[PointName, ...] = ("conv", "activation") if block.has_point else ("conv",)
+    return _LayerReducers(
+        block=block,
+        points=tuple(
+            (
+                point,
+                tally.add(Tap(layer, point), ChannelMomentsReducer()),
+                tally.add(Tap(layer, point), PositiveShareReducer()),
+            )
+            for point in points
+        ),
+        correlation=tally.add(Tap(layer, points[-1]), CorrelationReducer(points[-1])),
+    )
+
+
+def _layer_tally(conv: ConvFacts, reducers: _LayerReducers, calls: int) -> LayerTally:
+    return LayerTally(
+        conv=conv,
+        block=reducers.block,
+        points=tuple(
+            PointTally(point, moments.finish(moments.state()), share.finish(share.state()))
+            for point, moments, share in reducers.points
+        ),
+        correlations=reducers.correlation.finish(reducers.correlation.state()),
+        calls_per_forward=calls,
+    )
+
+
 def run_pass1(
     adapter: ModelAdapter,
     files: Sequence[ImageFile],
-    prepare: Prepare,
+    prepare: Unnormalize,
     batch_size: int,
     progress: Progress,
     timings: Timings | None = None,
@@ -61,8 +155,11 @@ def run_pass1(
     clock = timings if timings is not None else Timings()
     convs = adapter.conv_layers()
     tally = Tally()
-    moments = {c.name: tally.add(Tap(c.name), ChannelMomentsReducer()) for c in convs}
+    layers = {c.name: _add_layer(tally, adapter, c.name) for c in convs}
     top = tally.add(LOGITS, TopClassesReducer(capacity=len(files)))
+    properties = tally.add(
+        INPUT, ImagePropertiesReducer(len(files), prepare.mean, prepare.std, prepare.bgr)
+    )
     skipped: list[Skipped] = []
 
     def sink(tap: Tap, x: torch.Tensor) -> None:
@@ -98,15 +195,9 @@ def run_pass1(
     facts = {c.name: c for c in convs}
     return Pass1(
         top=dict(predictions.by_image),
+        properties=dict(properties.finish(properties.state()).by_image),
         skipped=tuple(skipped),
-        layers=tuple(
-            LayerTally(
-                conv=facts[name],
-                moments=moments[name].finish(moments[name].state()),
-                calls_per_forward=calls[name],
-            )
-            for name in order
-        ),
+        layers=tuple(_layer_tally(facts[name], layers[name], calls[name]) for name in order),
         not_called=tuple(c.name for c in convs if c.name not in order),
         num_classes=predictions.num_classes,
         logits_from=logits_from,

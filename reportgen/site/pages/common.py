@@ -91,8 +91,10 @@ class Chrome:
     section_id: str
     style_href: str
     nav: tuple[NavItem, ...]
-    untrained: bool
+    untrained: bool  # the banner: untrained by the user's word or by a finding
+    untrained_found: bool  # untrained by the untrained-weights finding, not --weights none
     model_name: str
+    point: str  # --point: "activation" or "conv"
 
 
 @dataclass(frozen=True)
@@ -176,8 +178,10 @@ class PageContext:
             section_id=urls.section_id(linker.page),
             style_href=urls.relative(linker.page, urls.STYLE),
             nav=tuple(NavItem(linker.href(href), text, k == kind) for href, text, k in items),
-            untrained=self.report.model.untrained,
+            untrained=self.report.looks_untrained,
+            untrained_found=self.report.looks_untrained and not self.report.model.untrained,
             model_name=self.report.model.name,
+            point=self.choices.point,
         )
 
     def image_label(self, index: int) -> str:
@@ -185,8 +189,12 @@ class PageContext:
         return self.report.image(index).path
 
     def channels(self, index: int, depth: int) -> str:
-        """List the channels that image ``index``'s grid at ``depth`` shows, strongest first."""
+        """List the channels that image ``index``'s grid at ``depth`` shows, in rank order."""
         return index_list(self.choices.channels_shown[index][depth], limit=64)
+
+    def point_label(self, depth: int) -> str:
+        """Name where layer ``depth``'s maps and charts were measured, such as "after BatchNorm2d and ReLU"."""
+        return self.report.layers[depth].at(self.choices.point).label
 
     def shown_channels(self, depth: int) -> int:
         """Count the channels each grid of layer ``depth`` shows."""
@@ -210,7 +218,7 @@ class PageContext:
         return self.picture(
             linker,
             urls.grid_picture(index, depth, self.ext),
-            f"{self.shown_channels(depth)} strongest channels of {name} for {self.image_label(index)}",
+            f"{self.shown_channels(depth)} top-ranked channels of {name} for {self.image_label(index)}",
             at_least=GRID_PX,
         )
 

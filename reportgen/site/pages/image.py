@@ -32,7 +32,8 @@ class LayerView:
     grid: Picture
     shown: int  # channels in the grid
     out_channels: int
-    channels: str  # the channels shown, strongest first
+    channels: str  # the channels shown, in rank order
+    point_label: str  # where the maps were measured
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ImagePage:
     confidence: str
     truth: str
     top: tuple[TopEntry, ...]
+    rank: str  # "relative" or "mean"
     layers: tuple[LayerView, ...]
     toc: tuple[Link, ...]
     previous: Link | None
@@ -67,12 +69,13 @@ def image_page(ctx: PageContext, position: int) -> ImagePage:
             anchor=linker.anchor(urls.layer_anchor(layer.depth)),
             depth=layer.depth + 1,
             link=Link(linker.href(urls.layer_page(layer.depth)), layer.conv.name),
-            shape=shape_text(layer.stats.output_shape),
+            shape=shape_text(layer.at(ctx.choices.point).stats.output_shape),
             mean=ctx.mean_map(linker, index, layer.depth),
             grid=ctx.grid(linker, index, layer.depth),
             shown=ctx.shown_channels(layer.depth),
             out_channels=layer.conv.out_channels,
             channels=ctx.channels(index, layer.depth),
+            point_label=ctx.point_label(layer.depth),
         )
         for layer in r.layers
     )
@@ -96,6 +99,7 @@ def image_page(ctx: PageContext, position: int) -> ImagePage:
         confidence=pct(p.confidence),
         truth=r.class_name(p.label),
         top=top,
+        rank=ctx.choices.rank,
         layers=views,
         toc=tuple(
             Link(linker.href(page, urls.layer_anchor(layer.depth)), layer.conv.name)

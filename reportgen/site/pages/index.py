@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .. import urls
 from .common import Card, Chrome, Fact, Link, PageContext, Picture, pct, shape_text
+from .findings import FindingView, finding_views, severity_counts
 
 __all__ = ["IndexPage", "LayerRow", "StripTile", "index_page"]
 
@@ -38,9 +39,13 @@ class LayerRow:
     stride: str
     groups: int
     shape: str
+    block: str  # the norm and activation after the conv, or "—"
     dead_channels: int
+    silent_channels: int
     dead_filters: int
     duplicate_pairs: int
+    correlated_pairs: int
+    findings: int
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,10 @@ class IndexPage:
     """The overview page."""
 
     chrome: Chrome
+    findings: tuple[FindingView, ...]
+    finding_counts: tuple[Fact, ...]
+    findings_anchor: str
+    definitions_anchor: str
     model: tuple[Fact, ...]
     data: tuple[Fact, ...]
     accuracy: tuple[Fact, ...]
@@ -55,6 +64,7 @@ class IndexPage:
     warnings: tuple[str, ...]
     representative: Card | None
     strip: tuple[StripTile, ...]
+    strip_point: str  # "activation" or "conv": where the strip's maps are measured
     layers: tuple[LayerRow, ...]
     showcase: tuple[Card, ...]
     filters_link: Link
@@ -116,7 +126,7 @@ def index_page(ctx: PageContext) -> IndexPage:
             StripTile(
                 link=Link(linker.href(urls.layer_page(layer.depth)), layer.conv.name),
                 picture=ctx.mean_map(linker, first, layer.depth, at_least=0),
-                shape=shape_text(layer.stats.output_shape),
+                shape=shape_text(layer.at(ctx.choices.point).stats.output_shape),
             )
             for layer in r.layers
         ]
@@ -128,16 +138,31 @@ def index_page(ctx: PageContext) -> IndexPage:
             kernel=shape_text(layer.conv.kernel_size),
             stride=shape_text(layer.conv.stride),
             groups=layer.conv.groups,
-            shape=shape_text(layer.stats.output_shape),
-            dead_channels=len(layer.stats.dead_channels),
+            shape=shape_text(layer.conv_point.stats.output_shape),
+            block=", ".join(
+                t
+                for t in (layer.block.norm and layer.block.norm.type, layer.block.activation_type)
+                if t
+            )
+            or "—",
+            dead_channels=len(layer.dead_channels),
+            silent_channels=len(set(layer.silent) - set(layer.dead_channels)),
             dead_filters=len(layer.filters.dead),
             duplicate_pairs=len(layer.filters.duplicates),
+            correlated_pairs=sum(
+                rho > 0 for _, _, rho in (layer.correlations.pairs if layer.correlations else ())
+            ),
+            findings=sum(f.layer == layer.conv.name and f.severity != "info" for f in r.findings),
         )
         for layer in r.layers
     )
     data, accuracy = _data_facts(ctx)
     return IndexPage(
         chrome=ctx.chrome(linker, "index", f"featreport: {r.model.name}"),
+        findings=finding_views(ctx, linker, r.findings),
+        finding_counts=severity_counts(r.findings),
+        findings_anchor=linker.anchor("findings"),
+        definitions_anchor=linker.anchor("definitions"),
         model=tuple(_model_facts(ctx)),
         data=tuple(data),
         accuracy=tuple(accuracy),
@@ -145,6 +170,7 @@ def index_page(ctx: PageContext) -> IndexPage:
         warnings=r.warnings,
         representative=representative,
         strip=tuple(strip),
+        strip_point=ctx.choices.point,
         layers=rows,
         showcase=tuple(ctx.card(linker, i) for i in showcase),
         filters_link=Link(linker.href(urls.FILTERS), "All filters"),

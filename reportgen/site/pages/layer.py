@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...analysis.rules import GATING_ACTIVATIONS
+from ...report.facts import LayerRecord
 from .. import urls
 from ..layout import strongest_channels
 from .common import (
@@ -20,8 +22,9 @@ from .common import (
     verdict,
 )
 from .filters import FilterView, filter_view
+from .findings import CHANNEL_ANCHOR, FINDINGS_ANCHOR, FindingView, finding_views
 
-__all__ = ["ExampleMaps", "LayerPage", "layer_page"]
+__all__ = ["ExampleMaps", "LayerPage", "PointRow", "layer_page"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,18 @@ class ExampleMaps:
 
 
 @dataclass(frozen=True)
+class PointRow:
+    """One measurement point of the layer in the points table."""
+
+    label: str  # "conv output", "after BatchNorm2d and ReLU"
+    shown: bool  # the point the charts and maps show
+    range: str
+    constant: int
+    positive: str  # median share of positive values over channels
+    never_positive: int
+
+
+@dataclass(frozen=True)
 class LayerPage:
     """A conv layer's page."""
 
@@ -47,9 +62,21 @@ class LayerPage:
     name: str
     depth: int
     facts: tuple[Fact, ...]
+    findings: tuple[FindingView, ...]
+    findings_anchor: str
+    channels_anchor: str
+    points: tuple[PointRow, ...]
+    point_label: str  # where the chart and the maps are measured
+    rank: str  # "relative" or "mean"
     filters: FilterView
     chart: Picture
     dead: str
+    silent: str
+    gating: bool  # whether the layer has a ReLU-like activation, so silence means something
+    correlated: str
+    correlated_total: int
+    correlated_samples: str
+    correlation_point: str
     strongest: str
     examples: tuple[ExampleMaps, ...]
     shown: int  # channels per grid
@@ -58,10 +85,36 @@ class LayerPage:
     next: Link | None
 
 
+def _block(layer: LayerRecord) -> str:
+    block, parts = layer.block, []
+    if block.norm is not None:
+        parts.append(f"{block.norm.name} ({block.norm.type})")
+    if block.activation is not None:
+        parts.append(f"{block.activation} ({block.activation_type})")
+    return ", then ".join(parts) or "none found (absent, or called as a function)"
+
+
+def _points(layer: LayerRecord, shown: str) -> tuple[PointRow, ...]:
+    rows = []
+    for record in layer.points:
+        shares = sorted(record.positive)
+        rows.append(
+            PointRow(
+                label=record.label,
+                shown=record.point == shown,
+                range=f"{num(record.stats.activation_min)} to {num(record.stats.activation_max)}",
+                constant=len(record.stats.constant),
+                positive=pct(shares[len(shares) // 2]) if shares else "—",
+                never_positive=sum(high <= 0 for high in record.moments.max),
+            )
+        )
+    return tuple(rows)
+
+
 def _facts(ctx: PageContext, depth: int) -> list[Fact]:
     r = ctx.report
     layer = r.layers[depth]
-    conv, stats = layer.conv, layer.stats
+    conv, stats = layer.conv, layer.conv_point.stats
     facts = [
         Fact("Depth", f"{depth + 1} of {len(r.layers)} (forward order)"),
         Fact("Type", conv.type),
@@ -75,11 +128,8 @@ def _facts(ctx: PageContext, depth: int) -> list[Fact]:
             "Output shape",
             f"{shape_text(stats.output_shape)} (channels × height × width, one image)",
         ),
-        Fact(
-            "Activation range",
-            f"{num(stats.activation_min)} to {num(stats.activation_max)} over all images",
-        ),
-        Fact("Dead channels", f"{len(stats.dead_channels)} of {conv.out_channels}"),
+        Fact("Norm and activation", _block(layer)),
+        Fact("Dead channels", f"{len(layer.dead_channels)} of {conv.out_channels}"),
     ]
     if layer.calls_per_forward > 1:
         facts.append(
@@ -96,7 +146,8 @@ def layer_page(ctx: PageContext, depth: int) -> LayerPage:
     r = ctx.report
     linker = ctx.base.for_page(urls.layer_page(depth))
     layer = r.layers[depth]
-    conv, stats = layer.conv, layer.stats
+    conv, stats = layer.conv, layer.at(ctx.choices.point).stats
+    corr = layer.correlations
     examples = []
     for index in ctx.choices.selection.showcase:
         p = r.image(index).prediction
@@ -127,13 +178,30 @@ def layer_page(ctx: PageContext, depth: int) -> LayerPage:
         name=conv.name,
         depth=depth + 1,
         facts=tuple(_facts(ctx, depth)),
+        findings=finding_views(ctx, linker, [f for f in r.findings if f.layer == conv.name]),
+        findings_anchor=linker.anchor(FINDINGS_ANCHOR),
+        channels_anchor=linker.anchor(CHANNEL_ANCHOR),
+        points=_points(layer, layer.at(ctx.choices.point).point),
+        point_label=ctx.point_label(depth),
+        rank=ctx.choices.rank,
         filters=filter_view(ctx, linker, depth),
         chart=ctx.picture(
             linker,
             urls.channel_chart_picture(depth),
-            f"Mean and maximum activation of each of the {conv.out_channels} channels of {conv.name}",
+            f"Mean and maximum of each of the {conv.out_channels} channels of {conv.name}, "
+            f"{ctx.point_label(depth)}",
         ),
-        dead=index_list(stats.dead_channels),
+        dead=index_list(layer.dead_channels),
+        silent=index_list(tuple(c for c in layer.silent if c not in set(layer.dead_channels))),
+        gating=layer.block.activation_type in GATING_ACTIVATIONS,
+        correlated="; ".join(f"{a}–{b} (ρ {rho:.3f})" for a, b, rho in corr.pairs[:30])
+        if corr and corr.pairs
+        else "none",
+        correlated_total=corr.total if corr else 0,
+        correlated_samples=f"{corr.samples:,}" if corr else "0",
+        correlation_point=(layer.block.label if corr.point == "activation" else "conv output")
+        if corr
+        else "",
         strongest=index_list(strongest_channels(stats, ctx.choices.max_channels)),
         examples=tuple(examples),
         shown=ctx.shown_channels(depth),

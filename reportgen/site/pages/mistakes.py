@@ -53,6 +53,7 @@ class ConfusionRow:
 class ClassRow:
     """One row of the per-class accuracy table."""
 
+    anchor: str
     name: str
     images: int
     top1: str
@@ -136,7 +137,14 @@ def mistakes_page(ctx: PageContext) -> MistakesPage:
         confusion_classes=len(chosen),
         involved=len(acc.by_involvement),
         per_class=tuple(
-            ClassRow(r.class_name(c.index), c.images, pct(c.top1), pct(c.top5), c.wrong)
+            ClassRow(
+                linker.anchor(urls.accuracy_anchor(c.index)),
+                r.class_name(c.index),
+                c.images,
+                pct(c.top1),
+                pct(c.top5),
+                c.wrong,
+            )
             for c in acc.per_class
         ),
         all_correct=acc.labeled > 0 and not rows,

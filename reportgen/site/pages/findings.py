@@ -1,0 +1,91 @@
+"""Findings as the pages show them: severity, message, links to what they name, evidence."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ...report.facts import Finding
+from .. import urls
+from ..urls import Linker
+from .common import Fact, Link, PageContext, index_list
+
+__all__ = ["SEVERITY_WORDS", "FindingView", "finding_views", "severity_counts"]
+
+SEVERITY_WORDS = {"error": "Error", "warning": "Warning", "info": "Note"}
+CHANNEL_ANCHOR = "channels"
+FINDINGS_ANCHOR = "findings"
+
+
+@dataclass(frozen=True)
+class FindingView:
+    """One finding on a page."""
+
+    severity: str  # "error", "warning" or "info": the CSS class
+    word: str  # "Error", "Warning" or "Note"
+    kind: str  # "dead channels"
+    message: str
+    links: tuple[Link, ...]  # the layer, channels and classes it names
+    evidence: tuple[Fact, ...]
+
+
+def _class_link(ctx: PageContext, linker: Linker, label: int) -> Link:
+    """Link a class to its row on the mistakes page, or to its per-class accuracy."""
+    rows = {row.label for row in ctx.choices.selection.mistakes}
+    anchor = urls.class_anchor(label) if label in rows else urls.accuracy_anchor(label)
+    return Link(linker.href(urls.MISTAKES, anchor), f"class {ctx.report.class_name(label)}")
+
+
+def _links(ctx: PageContext, linker: Linker, finding: Finding) -> list[Link]:
+    links: list[Link] = []
+    depth = next((r.depth for r in ctx.report.layers if r.conv.name == finding.layer), None)
+    if depth is not None:
+        page = urls.layer_page(depth)
+        links.append(Link(linker.href(page, FINDINGS_ANCHOR), f"layer {finding.layer}"))
+        if finding.channels:
+            text = "channel" if len(finding.channels) == 1 else "channels"
+            links.append(
+                Link(
+                    linker.href(page, CHANNEL_ANCHOR),
+                    f"{text} {index_list(finding.channels, limit=12)}",
+                )
+            )
+        if finding.pairs:
+            shown = ", ".join(f"{a}–{b}" for a, b in finding.pairs[:8])
+            more = f" … ({len(finding.pairs)} pairs)" if len(finding.pairs) > 8 else ""
+            links.append(Link(linker.href(page, CHANNEL_ANCHOR), f"pairs {shown}{more}"))
+    links.extend(_class_link(ctx, linker, c) for c in finding.classes[:12])
+    return links
+
+
+def _value(value: float | int | str) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return f"{value:,}" if isinstance(value, int) else value
+
+
+def finding_views(
+    ctx: PageContext, linker: Linker, findings: Sequence[Finding]
+) -> tuple[FindingView, ...]:
+    """Describe findings for a page, in the order given (most severe first)."""
+    return tuple(
+        FindingView(
+            severity=f.severity,
+            word=SEVERITY_WORDS[f.severity],
+            kind=f.kind.replace("_", " "),
+            message=f.message,
+            links=tuple(_links(ctx, linker, f)),
+            evidence=tuple(Fact(k.replace("_", " "), _value(v)) for k, v in f.evidence),
+        )
+        for f in findings
+    )
+
+
+def severity_counts(findings: Sequence[Finding]) -> tuple[Fact, ...]:
+    """Count the findings of each severity as (severity, "2 errors"), leaving out those with none."""
+    counts = {s: sum(f.severity == s for f in findings) for s in SEVERITY_WORDS}
+    return tuple(
+        Fact(s, f"{n} {SEVERITY_WORDS[s].lower()}{'' if n == 1 else 's'}")
+        for s, n in counts.items()
+        if n
+    )
