@@ -6,6 +6,7 @@ where torch cannot be imported at all.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -81,23 +82,35 @@ def test_more_than_half_the_channels_dead_is_an_error() -> None:
 # ------------------------------------------------------------------ filters and correlations
 
 
-def test_duplicate_filters_and_correlated_channels_name_their_pairs() -> None:
+def test_duplicate_filters_and_functional_copies_name_their_pairs() -> None:
     filters = FilterStats((1.0,) * 4, (), ((0, 3, 0.999),), True, 0.3)
-    corr = Correlations("activation", 64, 6400, ((1, 2, 0.99), (0, 3, -0.97)), 2)
+    pairs = ((1, 2, 0.9995), (0, 3, -0.97), (2, 3, 0.96))
+    corr = Correlations("activation", 36, 3600, pairs, 3)
     block = BlockFacts(None, "relu", "ReLU")
-    found = find(
-        report(
-            [layer("c", after=moments([0.1] * 4), block=block, filters=filters, correlations=corr)]
-        )
-    )
-    by_kind = {}
-    for f in found:
+    planted = layer("c", after=moments([0.1] * 4), block=block, filters=filters, correlations=corr)
+    by_kind: dict[str, list] = {}
+    for f in find(report([planted])):
         by_kind.setdefault(f.kind, []).append(f)
     assert by_kind["duplicate_filters"][0].pairs == ((0, 3),)
-    same, opposite = by_kind["correlated_channels"]
-    assert (same.severity, same.pairs) == ("warning", ((1, 2),))
-    assert (opposite.severity, opposite.pairs) == ("info", ((0, 3),))
-    assert "opposite phase" in opposite.message and "after ReLU" in opposite.message
+    copies, note = by_kind["correlated_channels"]
+    assert (copies.severity, copies.pairs) == ("warning", ((1, 2),))  # only ρ ≥ 0.999
+    assert note.severity == "info" and note.evidence == (("c", 3),)
+    assert "(ρ ≥ 0.95: 2; opposite phase, ρ ≤ −0.95: 1)" in note.message
+
+
+def test_two_channels_that_fire_once_together_are_not_copies() -> None:
+    corr = Correlations("activation", 36, 3600, ((1, 2, 1.0),), 1)
+    block = BlockFacts(None, "relu", "ReLU")
+    after = moments([0.1] * 4)
+    sparse = layer("c", after=after, block=block, correlations=corr)
+    shares = (0.3, 0.3, 0.005, 0.3)  # channel 2 fires on 0.5% of the values
+    points = (sparse.points[0], dataclasses.replace(sparse.points[1], positive=shares))
+    found = find(report([dataclasses.replace(sparse, points=points)]))
+    assert [f.severity for f in found if f.kind == "correlated_channels"] == ["info"]
+    assert [f.severity for f in find(report([sparse])) if f.kind == "correlated_channels"] == [
+        "warning",
+        "info",
+    ]
 
 
 # ------------------------------------------------------------------ preprocessing

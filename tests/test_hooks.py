@@ -55,7 +55,7 @@ def test_inplace_relu_after_conv_keeps_negative_conv_outputs(tiny_config: BuildC
         "the conv point must be the conv output, not the tensor the in-place ReLU overwrote"
     )
     assert after["activation_min"] == 0.0 and layer["block"]["activation_type"] == "ReLU"
-    assert after["positive_share"] == pytest.approx(conv["positive_share"])
+    assert conv["positive_share"] is None and all(0 < v < 1 for v in after["positive_share"])
     assert all(m >= c for m, c in zip(after["channel_mean"], conv["channel_mean"], strict=True))
 
 

@@ -15,12 +15,14 @@ __all__ = ["filter_stats", "smoothness"]
 def smoothness(weights: torch.Tensor) -> float | None:
     """Correlate spatially neighbouring kernel weights: near 0 for noise, high for edges and blobs.
 
-    Each kernel's mean is removed first; None for kernels smaller than 2×2.
+    Σ w(p)·w(q) over neighbouring positions p, q, over the root of the product of their
+    sums of squares; the kernels' means are kept, as a colour blob is structure too (a fresh
+    ResNet-18 or ShapesNet first layer: −0.05 to 0.05; trained EfficientNet-Lite0: 0.23).
+    None for kernels smaller than 2×2.
     """
     if weights.dim() != 4 or weights.shape[2] < 2 or weights.shape[3] < 2:
         return None
     w = weights.double()
-    w = w - w.mean(dim=(2, 3), keepdim=True)
     down, right = (w[..., 1:, :], w[..., :-1, :]), (w[..., :, 1:], w[..., :, :-1])
     pairs = (down[0] * down[1]).sum() + (right[0] * right[1]).sum()
     squares = sum((t**2).sum() for t in (*down, *right))

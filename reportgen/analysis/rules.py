@@ -9,9 +9,13 @@ in ``benchmarks/README.md`` ("Calibrating the findings").
 from __future__ import annotations
 
 __all__ = [
+    "ACTIVE_SHARE",
     "CHANCE_MIN_IMAGES",
+    "COPY_CORRELATION",
     "DEAD_FILTER_RATIO",
     "DEAD_RANGE",
+    "DEAD_SHARE_ERROR",
+    "DEAD_SHARE_WARNING",
     "DEFINITIONS",
     "DUPLICATE_CORRELATION",
     "DUPLICATE_COSINE",
@@ -24,7 +28,6 @@ __all__ = [
     "ONE_CLASS_SHARE",
     "PAIRS_KEPT",
     "PREPROCESS_FIRST",
-    "PREPROCESS_LAYERS",
     "PREPROCESS_MIN_IMAGES",
     "SHORTCUT_BINS",
     "SHORTCUT_FOLDS",
@@ -42,14 +45,17 @@ DEAD_RANGE = 1e-6
 DEAD_FILTER_RATIO = 1e-3
 DUPLICATE_COSINE = 0.99
 MIN_DUPLICATE_WEIGHTS = 4
-DUPLICATE_CORRELATION = 0.95
+DUPLICATE_CORRELATION = 0.95  # pairs listed as strongly correlated
+COPY_CORRELATION = 0.999  # pairs called functional copies (a warning)
+ACTIVE_SHARE = 0.01  # after a gating activation, both must fire this often to be copies
 PAIRS_KEPT = 200  # correlated pairs listed per layer; the total is always stated
+DEAD_SHARE_WARNING = 0.1  # dead channels or filters: a warning from this share of the layer
+DEAD_SHARE_ERROR = 0.5  # and an error above this one
 OFF_MARGIN = -6.0  # β/|γ| at or below this: the norm's output is positive only 6σ out
 GATING_ACTIVATIONS = ("ReLU", "ReLU6", "Hardtanh", "SiLU", "GELU", "Mish", "Hardswish")
 
 # Preprocessing: the median over channels of KL(folder ‖ running statistics).
 PREPROCESS_FIRST = 0.25  # at the first batch norm fed by a conv
-PREPROCESS_LAYERS = 0.08  # the median of the per-norm medians, over every such norm
 PREPROCESS_MIN_IMAGES = 16
 
 # Untrained weights.
@@ -61,7 +67,7 @@ ONE_CLASS_SHARE = 0.9
 SWAP_RATE = 0.4
 SWAP_GAIN = 0.1
 NEVER_RIGHT_MIN_IMAGES = 5
-SKEW_DISTANCE = 0.5
+SKEW_DISTANCE = 0.4
 SKEW_MIN_IMAGES = 20
 CHANCE_MIN_IMAGES = 20
 
@@ -96,7 +102,10 @@ DEFINITIONS = {
         f"most {DEAD_RANGE:g} of its magnitude), or, before a ReLU-like activation, one that "
         "is never positive after it on these images and is structurally off: its norm's "
         f"β/abs(γ) is at most {_minus(OFF_MARGIN)}, so its output is positive only for "
-        f"inputs {-OFF_MARGIN:g} standard deviations from the norm's running mean"
+        f"inputs {-OFF_MARGIN:g} standard deviations from the norm's running mean. A finding "
+        "leaves out channels whose filter is dead (they are reported as dead filters) and is "
+        f"a note below {DEAD_SHARE_WARNING:.0%} of the layer, a warning from there and an "
+        f"error above {DEAD_SHARE_ERROR:.0%}"
     ),
     "silent_channel": (
         "a channel never positive after its ReLU-like activation on these images; counted, "
@@ -104,7 +113,8 @@ DEFINITIONS = {
     ),
     "dead_filter": (
         f"a filter whose weight L2 norm is at most {DEAD_FILTER_RATIO:g} × the median norm "
-        "of its layer"
+        f"of its layer; a note below {DEAD_SHARE_WARNING:.0%} of the layer, a warning from "
+        f"there and an error above {DEAD_SHARE_ERROR:.0%}"
     ),
     "duplicate_filters": (
         f"two filters of the same group whose flattened weights have cosine similarity "
@@ -114,14 +124,17 @@ DEFINITIONS = {
     "correlated_channels": (
         f"two channels whose activations correlate at ρ ≥ {DUPLICATE_CORRELATION:g} or "
         f"ρ ≤ {_minus(-DUPLICATE_CORRELATION)} (Pearson) over every image and a fixed grid of "
-        "at most 8×8 positions per image; a negative ρ is an opposite-phase pair, expected "
+        "at most 6×6 positions per image, at the layer's last point; listed on the layer's "
+        f"page and counted in a note. Pairs at ρ ≥ {COPY_CORRELATION:g} are functional copies "
+        f"(a warning), where, after a ReLU-like activation, both fire on at least "
+        f"{ACTIVE_SHARE:.0%} of the values (two channels that fire once, together, correlate "
+        "perfectly and mean nothing) and neither is dead; a negative ρ is an opposite-phase pair, expected "
         "before an activation"
     ),
     "preprocessing_mismatch": (
         "the median over channels of the Gaussian KL divergence between the folder's "
         "statistics of a batch norm's input and the norm's running statistics exceeds "
-        f"{PREPROCESS_FIRST:g} at the first batch norm fed by a conv, or its median over "
-        f"every such norm exceeds {PREPROCESS_LAYERS:g}; judged on at least "
+        f"{PREPROCESS_FIRST:g} at the first batch norm fed by a conv; judged on at least "
         f"{PREPROCESS_MIN_IMAGES} images of more than one class, and not when the weights "
         "look untrained"
     ),
@@ -142,7 +155,8 @@ DEFINITIONS = {
         "an image property (brightness, contrast, hue, saturation, border brightness, "
         "border hue, centre minus border) that alone predicts the labels or the "
         f"predictions with a lift of at least {SHORTCUT_LIFT:g} over the majority rate, "
-        f"under {SHORTCUT_FOLDS}-fold cross-validation of a {SHORTCUT_BINS}-bin classifier, "
+        f"under {SHORTCUT_FOLDS}-fold cross-validation of a classifier that cuts the property "
+        f"into max({SHORTCUT_BINS}, 2 × classes) quantile bins, "
         f"with at least {SHORTCUT_MIN_PER_CLASS} images per class; lift = (accuracy − "
         "majority rate) / (1 − majority rate). The predictions are reported only when their "
         f"lift exceeds the labels' by at least {SHORTCUT_GAP:g}"

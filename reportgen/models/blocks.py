@@ -136,7 +136,7 @@ def find_blocks(
 
     Runs outside inference mode on purpose: inference tensors keep no version counter.
     """
-    with torch.inference_mode(False), CallTracer(model) as tracer:
+    with torch.inference_mode(False), CallTracer(model, convs.values()) as tracer:
         model(sample)
     calls = tracer.calls
     first: dict[str, int] = {}

@@ -16,7 +16,7 @@ activation modules act on a conv's output (:mod:`reportgen.models.blocks`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -38,6 +38,9 @@ class Hooked:
     module: nn.Module
     take: Literal["output", "input"] = "output"
     call: int = 1  # which call of the module in one forward pass, from 1
+
+
+_Param = tuple[nn.Parameter, bool, "torch.Tensor | None"]
 
 
 class _Enough(Exception):
@@ -63,9 +66,6 @@ def _restore_flags(training: dict[nn.Module, bool], params: list[_Param]) -> Non
     for param, requires_grad, grad in params:
         param.requires_grad_(requires_grad)
         param.grad = grad
-
-
-_Param = tuple[nn.Parameter, bool, "torch.Tensor | None"]
 
 
 class TapRecorder:
@@ -163,15 +163,18 @@ class Call:
 
 
 class CallTracer:
-    """Record every call of every leaf module during a ``with`` block, in call order.
+    """Record every call of every leaf module (and of ``also``) during a ``with`` block.
 
     Entering puts the model in eval mode; leaving removes every hook and restores the
     training flags and gradient settings, also when the block raises. The recorded
     tensors are kept, so no two of them can share an identity while the tracer lives.
+    ``also`` names modules to record though they have children: a conv subclass that pads
+    with a child module of its own is still the conv.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, also: Collection[nn.Module] = ()) -> None:
         self.model = model
+        self.also = set(also)
         self.calls: list[Call] = []
         self._handles: list[RemovableHandle] = []
         self._pending: dict[int, list[tuple[torch.Tensor | None, int]]] = {}
@@ -184,7 +187,7 @@ class CallTracer:
         try:
             self.model.eval()
             for name, module in self.model.named_modules():
-                if next(module.children(), None) is None:
+                if module in self.also or next(module.children(), None) is None:
                     self._handles.append(module.register_forward_pre_hook(self._before))
                     self._handles.append(module.register_forward_hook(self._after(name)))
         except BaseException:

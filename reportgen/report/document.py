@@ -48,7 +48,9 @@ def _point(record: PointRecord) -> dict[str, Any]:
         "channel_min": [_finite(v) for v in moments.min],
         "channel_std": [_finite(math.sqrt(v)) for v in moments.variance],
         "channel_image_spread": [_finite(v) for v in moments.image_spread],
-        "positive_share": [_finite(v) for v in record.positive],
+        "positive_share": None
+        if record.positive is None
+        else [_finite(v) for v in record.positive],
         "constant_channels": list(stats.constant),
     }
 

@@ -199,7 +199,9 @@ class PointRecord:
     label: str  # "conv output" or "after BatchNorm2d and ReLU"
     moments: ChannelMoments
     stats: ChannelStats
-    positive: tuple[float, ...]  # per channel: the share of values above zero
+    # Per channel: the share of values above zero, on a grid of at most 16×16 positions an
+    # image; measured at the layer's last point only (None at the conv output before it).
+    positive: tuple[float, ...] | None
 
 
 @dataclass(frozen=True)

@@ -73,11 +73,12 @@ class Unnormalize(Prepare, Protocol):
 
 @dataclass(frozen=True)
 class PointTally:
-    """One point of a layer after pass 1: its moments and share of positive values."""
+    """One point of a layer after pass 1: its moments, and its share of positive values
+    where it is the layer's last point (after the activation, or the conv output alone)."""
 
     point: PointName
     moments: ChannelMoments
-    positive: tuple[float, ...]
+    positive: tuple[float, ...] | None
 
 
 @dataclass(frozen=True)
@@ -107,35 +108,36 @@ class Pass1:
 @dataclass(frozen=True)
 class _LayerReducers:
     block: BlockFacts
-    points: tuple[tuple[PointName, ChannelMomentsReducer, PositiveShareReducer], ...]
+    points: tuple[tuple[PointName, ChannelMomentsReducer], ...]
+    positive: PositiveShareReducer
     correlation: CorrelationReducer
 
 
 def _add_layer(tally: Tally, adapter: ModelAdapter, layer: str) -> _LayerReducers:
-    """Register a layer's reducers: both points where it has two, correlations at the later."""
+    """Register a layer's reducers: moments at both points where it has two; the share of
+    positive values and the correlations at the later one, where the network acts."""
     block = adapter.block(layer)
     points: tuple[PointName, ...] = ("conv", "activation") if block.has_point else ("conv",)
+    last = Tap(layer, points[-1])
     return _LayerReducers(
         block=block,
         points=tuple(
-            (
-                point,
-                tally.add(Tap(layer, point), ChannelMomentsReducer()),
-                tally.add(Tap(layer, point), PositiveShareReducer()),
-            )
-            for point in points
+            (point, tally.add(Tap(layer, point), ChannelMomentsReducer())) for point in points
         ),
-        correlation=tally.add(Tap(layer, points[-1]), CorrelationReducer(points[-1])),
+        positive=tally.add(last, PositiveShareReducer()),
+        correlation=tally.add(last, CorrelationReducer(points[-1])),
     )
 
 
 def _layer_tally(conv: ConvFacts, reducers: _LayerReducers, calls: int) -> LayerTally:
+    last = reducers.points[-1][0]
+    positive = reducers.positive.finish(reducers.positive.state())
     return LayerTally(
         conv=conv,
         block=reducers.block,
         points=tuple(
-            PointTally(point, moments.finish(moments.state()), share.finish(share.state()))
-            for point, moments, share in reducers.points
+            PointTally(point, moments.finish(moments.state()), positive if point == last else None)
+            for point, moments in reducers.points
         ),
         correlations=reducers.correlation.finish(reducers.correlation.state()),
         calls_per_forward=calls,

@@ -5,7 +5,9 @@ preprocessing's mean and std, and seven numbers are kept per image (``PROPERTY_N
 the mean luma (brightness) and its standard deviation (contrast); the hue (degrees) and
 saturation of the image's mean colour; the luma and hue of the mean colour of the border,
 a band an eighth of the side wide; and the mean luma of the centre (the middle half of
-each side) minus the border's. Grayscale images have hue 0 and saturation 0.
+each side) minus the border's. Grayscale images have hue 0 and saturation 0. Images larger
+than ``SIDE`` pixels are first average-pooled to at most that side, which keeps every mean
+and measures the contrast at that scale, at a tenth of the cost for 224 px inputs.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import torch
 
 from ..report.facts import PROPERTY_NAMES
 
-__all__ = ["ImageProperties", "ImagePropertiesReducer", "PropertiesState", "properties"]
+__all__ = ["SIDE", "ImageProperties", "ImagePropertiesReducer", "PropertiesState", "properties"]
 
 LUMA = (0.299, 0.587, 0.114)
+SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -54,39 +57,60 @@ def _hue_saturation(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return hue, saturation
 
 
-def _regions(h: int, w: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the border band and the centre as weight masks ``[H, W]`` that sum to 1."""
+@dataclass(frozen=True)
+class _Constants:
+    """What turns a batch back into pixels and weighs its regions, made once per device and size."""
+
+    scale: torch.Tensor  # [1, C, 1, 1]: the normalization std
+    shift: torch.Tensor  # [1, C, 1, 1]: the normalization mean
+    luma: torch.Tensor  # [3]
+    border: torch.Tensor  # [H, W], summing to 1
+    centre: torch.Tensor  # [H, W], summing to 1
+    bgr: bool
+
+
+def _pooled(x: torch.Tensor) -> torch.Tensor:
+    """Average-pool a batch by a whole factor so that neither side exceeds ``SIDE``."""
+    factor = math.ceil(max(int(x.shape[2]), int(x.shape[3])) / SIDE)
+    return x if factor <= 1 else torch.nn.functional.avg_pool2d(x, factor, ceil_mode=True)
+
+
+def _constants(
+    x: torch.Tensor, mean: Sequence[float], std: Sequence[float], bgr: bool
+) -> _Constants:
+    x = _pooled(x)
+    h, w = int(x.shape[2]), int(x.shape[3])
     band = max(1, math.ceil(min(h, w) / 8))
-    border = torch.ones(h, w, device=device)
+    border = torch.ones(h, w)
     border[band : h - band, band : w - band] = 0.0
-    centre = torch.zeros(h, w, device=device)
+    centre = torch.zeros(h, w)
     centre[h // 4 : h - h // 4, w // 4 : w - w // 4] = 1.0
-    return border / border.sum(), centre / centre.sum()
-
-
-@torch.no_grad()
-def properties(
-    x: torch.Tensor, mean: Sequence[float], std: Sequence[float], bgr: bool = False
-) -> torch.Tensor:
-    """Compute ``PROPERTY_NAMES`` for a normalized batch ``[N, C, H, W]``: ``[N, 7]``.
-
-    Masks are applied as weights, not by boolean indexing, which would wait for the device.
-    """
     shape = (1, -1, 1, 1)
-    scale = torch.tensor(std, dtype=torch.float32).view(shape).to(x.device, non_blocking=True)
-    shift = torch.tensor(mean, dtype=torch.float32).view(shape).to(x.device, non_blocking=True)
-    pixels = (x.float() * scale + shift).clamp(0.0, 1.0)
+    return _Constants(
+        scale=torch.tensor(std, dtype=torch.float32).view(shape).to(x.device),
+        shift=torch.tensor(mean, dtype=torch.float32).view(shape).to(x.device),
+        luma=torch.tensor(LUMA).to(x.device),
+        border=(border / border.sum()).to(x.device),
+        centre=(centre / centre.sum()).to(x.device),
+        bgr=bgr,
+    )
+
+
+def _measure(x: torch.Tensor, k: _Constants) -> torch.Tensor:
+    """Compute ``PROPERTY_NAMES`` for a normalized batch, without waiting for the device.
+
+    Regions are weights, not boolean indices, which would wait for the device.
+    """
+    pixels = (_pooled(x).float() * k.scale + k.shift).clamp(0.0, 1.0)
     if pixels.shape[1] == 1:
         pixels = pixels.expand(-1, 3, -1, -1)
-    elif bgr:
+    elif k.bgr:
         pixels = pixels.flip(1)
-    weights = torch.tensor(LUMA).to(x.device, non_blocking=True)
-    luma = torch.einsum("nchw,c->nhw", pixels, weights)
-    border, centre = _regions(int(pixels.shape[2]), int(pixels.shape[3]), x.device)
+    luma = torch.einsum("nchw,c->nhw", pixels, k.luma)
     hue, saturation = _hue_saturation(pixels.mean(dim=(2, 3)))
-    border_rgb = torch.einsum("nchw,hw->nc", pixels, border)
+    border_rgb = torch.einsum("nchw,hw->nc", pixels, k.border)
     border_hue, _ = _hue_saturation(border_rgb)
-    border_luma = border_rgb @ weights
+    border_luma = border_rgb @ k.luma
     values = (
         luma.mean(dim=(1, 2)),
         luma.flatten(1).std(dim=1, correction=0),
@@ -94,9 +118,17 @@ def properties(
         saturation,
         border_luma,
         border_hue,
-        torch.einsum("nhw,hw->n", luma, centre) - border_luma,
+        torch.einsum("nhw,hw->n", luma, k.centre) - border_luma,
     )
     return torch.stack(values, dim=1)
+
+
+@torch.no_grad()
+def properties(
+    x: torch.Tensor, mean: Sequence[float], std: Sequence[float], bgr: bool = False
+) -> torch.Tensor:
+    """Compute ``PROPERTY_NAMES`` for a normalized batch ``[N, C, H, W]``: ``[N, 7]``."""
+    return _measure(x, _constants(x, mean, std, bgr))
 
 
 class ImagePropertiesReducer:
@@ -108,7 +140,9 @@ class ImagePropertiesReducer:
         self.capacity = capacity
         self.mean, self.std, self.bgr = tuple(mean), tuple(std), bgr
         self._state: PropertiesState | None = None
+        self._constants: _Constants | None = None
 
+    @torch.no_grad()
     def update(self, x: torch.Tensor, indices: torch.Tensor) -> None:
         """Compute one batch's properties and store them by image index."""
         if self._state is None:
@@ -116,7 +150,11 @@ class ImagePropertiesReducer:
                 torch.zeros(self.capacity, len(PROPERTY_NAMES), device=x.device),
                 torch.zeros(self.capacity, dtype=torch.bool, device=x.device),
             )
-        self._state.values[indices] = properties(x, self.mean, self.std, self.bgr)
+        k = self._constants
+        size = _pooled(x[:1, :1]).shape[2:]
+        if k is None or k.border.shape != size or k.border.device != x.device:
+            k = self._constants = _constants(x, self.mean, self.std, self.bgr)
+        self._state.values[indices] = _measure(x, k)
         self._state.seen[indices] = True
 
     def state(self) -> PropertiesState:

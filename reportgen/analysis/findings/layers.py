@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...report.facts import Finding, LayerRecord
+from ...report.facts import Finding, LayerRecord, Severity
 from ..channels import off_margins
-from ..rules import DUPLICATE_CORRELATION, DUPLICATE_COSINE, OFF_MARGIN
+from ..rules import (
+    ACTIVE_SHARE,
+    COPY_CORRELATION,
+    DEAD_SHARE_ERROR,
+    DEAD_SHARE_WARNING,
+    DUPLICATE_CORRELATION,
+    DUPLICATE_COSINE,
+    GATING_ACTIVATIONS,
+    OFF_MARGIN,
+)
 from .context import plural, signed
 
 if TYPE_CHECKING:
@@ -23,8 +32,18 @@ def _listed(items: tuple[int, ...]) -> str:
     return shown + (f" … ({len(items)} in all)" if len(items) > LISTED else "")
 
 
+def _by_share(count: int, total: int) -> Severity:
+    """Grade dead units by their share of the layer: a few are common and cost little."""
+    share = count / total if total else 0.0
+    if share > DEAD_SHARE_ERROR:
+        return "error"
+    return "warning" if share >= DEAD_SHARE_WARNING else "info"
+
+
 def _dead_in(layer: LayerRecord) -> Finding | None:
-    dead = layer.dead_channels
+    # A dead filter makes its channel constant: that is reported once, as a dead filter.
+    dead_filters = set(layer.filters.dead)
+    dead = tuple(c for c in layer.dead_channels if c not in dead_filters)
     if not dead:
         return None
     constant = set(layer.conv_point.stats.constant)
@@ -42,7 +61,7 @@ def _dead_in(layer: LayerRecord) -> Finding | None:
     total = layer.conv.out_channels
     return Finding(
         kind="dead_channels",
-        severity="error" if len(dead) * 2 > total else "warning",
+        severity=_by_share(len(dead), total),
         message=(
             f"{plural(len(dead), 'channel')} of {total} in {layer.conv.name} "
             f"{'is' if len(dead) == 1 else 'are'} dead ({'; '.join(parts)}): channels "
@@ -92,12 +111,13 @@ def dead_filters(context: Context) -> list[Finding]:
         found.append(
             Finding(
                 kind="dead_filters",
-                severity="warning",
+                severity=_by_share(len(dead), layer.conv.out_channels),
                 message=(
                     f"{plural(len(dead), 'filter')} of {layer.conv.out_channels} in "
                     f"{layer.conv.name} {'has' if len(dead) == 1 else 'have'} (almost) zero "
-                    f"weights: filters {_listed(dead)}. Their channels carry only a bias; "
-                    "check how the weights were pruned or saved."
+                    f"weights: filters {_listed(dead)}. Their channels carry only a bias, so "
+                    "they are constant; check how the weights were trained, pruned or saved, "
+                    "or remove them."
                 ),
                 layer=layer.conv.name,
                 channels=dead,
@@ -133,61 +153,71 @@ def duplicate_filters(context: Context) -> list[Finding]:
     return found
 
 
-def _correlated(layer: LayerRecord, opposite: bool) -> Finding | None:
+def _copies(layer: LayerRecord) -> tuple[tuple[int, int, float], ...]:
+    """Return a layer's functional copies: ρ ≥ COPY_CORRELATION, both firing where it matters."""
     corr = layer.correlations
     if corr is None:
-        return None
-    pairs = tuple(p for p in corr.pairs if (p[2] < 0) == opposite)
-    if not pairs:
+        return ()
+    record = layer.at(corr.point)
+    gated = corr.point == "activation" and layer.block.activation_type in GATING_ACTIVATIONS
+    share = record.positive or ()
+    # Channels already reported dead vary only by rounding, which a norm can amplify into
+    # a perfect correlation between two of them: that is one finding, not two.
+    dead = set(layer.filters.dead) | set(layer.dead_channels)
+
+    def active(c: int) -> bool:
+        return c not in dead and (not gated or not share or share[c] >= ACTIVE_SHARE)
+
+    return tuple(
+        p for p in corr.pairs if p[2] >= COPY_CORRELATION and active(p[0]) and active(p[1])
+    )
+
+
+def _copies_in(layer: LayerRecord) -> Finding | None:
+    corr, pairs = layer.correlations, _copies(layer)
+    if corr is None or not pairs:
         return None
     where = layer.block.label if corr.point == "activation" else "at the conv output"
     a, b, rho = pairs[0]
-    if opposite:
-        before = corr.point == "conv"
-        message = (
-            f"{plural(len(pairs), 'pair')} of channels in {layer.conv.name} "
-            f"{'moves' if len(pairs) == 1 else 'move'} in opposite "
-            f"phase (ρ ≤ −{DUPLICATE_CORRELATION:g} {where}), such as {a} and {b} "
-            f"(ρ = {rho:.3f})."
-            + (
-                " Before an activation that is expected (one fires where the other does "
-                "not) and is not redundant."
-                if before
-                else " After the activation each carries what the other lacks; not redundant "
-                "by itself."
-            )
-        )
-        severity = "info"
-    else:
-        message = (
-            f"{plural(len(pairs), 'pair')} of channels in {layer.conv.name} "
-            f"{'carries' if len(pairs) == 1 else 'carry'} the same "
-            f"signal (ρ ≥ {DUPLICATE_CORRELATION:g} over {corr.samples:,} samples, {where}), "
-            f"such as {a} and {b} (ρ = {rho:.3f}): functional duplicates, even where their "
-            "filters differ. Check for copied units, or prune one of each pair."
-        )
-        severity = "warning"
     return Finding(
         kind="correlated_channels",
-        severity="info" if severity == "info" else "warning",
-        message=message,
+        severity="warning",
+        message=(
+            f"{plural(len(pairs), 'pair')} of channels in {layer.conv.name} "
+            f"{'is a functional copy' if len(pairs) == 1 else 'are functional copies'} "
+            f"(ρ ≥ {COPY_CORRELATION:g} over {corr.samples:,} samples, {where}), such as {a} "
+            f"and {b} (ρ = {rho:.4f}): each pair carries the same signal, even where their "
+            "filters differ. Check for copied units, or prune one of each pair."
+        ),
         layer=layer.conv.name,
         pairs=tuple((i, j) for i, j, _ in pairs),
-        evidence=(
-            ("pairs", len(pairs)),
-            ("point", corr.point),
-            ("samples", corr.samples),
-            ("opposite_phase", int(opposite)),
-        ),
+        evidence=(("pairs", len(pairs)), ("point", corr.point), ("samples", corr.samples)),
     )
 
 
 def correlated_channels(context: Context) -> list[Finding]:
-    """Report each layer's strongly correlated channel pairs, same phase and opposite."""
-    found = []
-    for layer in context.report.layers:
-        for opposite in (False, True):
-            finding = _correlated(layer, opposite)
-            if finding is not None:
-                found.append(finding)
+    """Report functional copies per layer, and count every strongly correlated pair in a note."""
+    layers = context.report.layers
+    found = [f for layer in layers if (f := _copies_in(layer)) is not None]
+    counted = [(layer, layer.correlations) for layer in layers if layer.correlations]
+    same = sum(sum(r > 0 for _, _, r in c.pairs) for _, c in counted)
+    opposite = sum(sum(r < 0 for _, _, r in c.pairs) for _, c in counted)
+    where = [layer.conv.name for layer, c in counted if c.total]
+    if same + opposite:
+        found.append(
+            Finding(
+                kind="correlated_channels",
+                severity="info",
+                message=(
+                    f"{plural(same + opposite, 'pair')} of channels in "
+                    f"{plural(len(where), 'layer')} correlate strongly (ρ ≥ "
+                    f"{DUPLICATE_CORRELATION:g}: {same}; opposite phase, ρ ≤ "
+                    f"−{DUPLICATE_CORRELATION:g}: {opposite}), most in "
+                    f"{max(counted, key=lambda lc: (lc[1].total, -lc[0].depth))[0].conv.name}. "
+                    "Strong correlation is common in trained networks and is not redundancy "
+                    "by itself; each layer's page lists its pairs."
+                ),
+                evidence=tuple((layer.conv.name, c.total) for layer, c in counted if c.total),
+            )
+        )
     return found

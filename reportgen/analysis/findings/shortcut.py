@@ -3,8 +3,9 @@
 For each property (``PROPERTY_NAMES``, measured on every image as the model saw it), a
 classifier that knows only that number is cross-validated: the images are split into
 ``SHORTCUT_FOLDS`` folds by their position in file order; on the other folds, the
-property's range is cut at its quantiles into ``SHORTCUT_BINS`` bins, and each bin
-predicts its most common class. Its accuracy on the held-out fold, over all folds, is
+property's range is cut at its quantiles into max(``SHORTCUT_BINS``, 2 × classes) bins
+(with 8 bins for 15 classes, a property that gives every class away could not reach a lift
+of 0.5), and each bin predicts its most common class. Its accuracy on the held-out fold, over all folds, is
 compared with always guessing the most common class:
 lift = (accuracy − majority rate) / (1 − majority rate). A lift near 1 means the
 property alone gives the class away; near 0, it says nothing.
@@ -48,11 +49,11 @@ def _majority(classes: Sequence[int]) -> int:
 
 
 def _bin_classifier(
-    values: Sequence[float], classes: Sequence[int]
+    values: Sequence[float], classes: Sequence[int], bins: int
 ) -> tuple[list[float], dict[int, int], int]:
     """Fit: quantile edges, each bin's most common class, and the overall most common."""
     ordered = sorted(values)
-    edges = sorted({ordered[(len(ordered) * k) // SHORTCUT_BINS] for k in range(1, SHORTCUT_BINS)})
+    edges = sorted({ordered[(len(ordered) * k) // bins] for k in range(1, bins)})
     members: dict[int, list[int]] = {}
     for value, cls in zip(values, classes, strict=True):
         members.setdefault(bisect_right(edges, value), []).append(cls)
@@ -62,13 +63,14 @@ def _bin_classifier(
 def lift(values: Sequence[float], classes: Sequence[int]) -> float:
     """Cross-validate a one-property bin classifier; return its lift over the majority rate."""
     correct = 0
+    bins = max(SHORTCUT_BINS, 2 * len(set(classes)))
     for fold in range(SHORTCUT_FOLDS):
         train = [i for i in range(len(values)) if i % SHORTCUT_FOLDS != fold]
         test = [i for i in range(len(values)) if i % SHORTCUT_FOLDS == fold]
         if not train or not test:
             continue
         edges, by_bin, fallback = _bin_classifier(
-            [values[i] for i in train], [classes[i] for i in train]
+            [values[i] for i in train], [classes[i] for i in train], bins
         )
         correct += sum(
             by_bin.get(bisect_right(edges, values[i]), fallback) == classes[i] for i in test

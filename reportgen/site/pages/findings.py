@@ -10,7 +10,14 @@ from .. import urls
 from ..urls import Linker
 from .common import Fact, Link, PageContext, index_list
 
-__all__ = ["SEVERITY_WORDS", "FindingView", "finding_views", "severity_counts"]
+__all__ = [
+    "SEVERITY_WORDS",
+    "FindingGroup",
+    "FindingView",
+    "finding_groups",
+    "finding_views",
+    "severity_counts",
+]
 
 SEVERITY_WORDS = {"error": "Error", "warning": "Warning", "info": "Note"}
 CHANNEL_ANCHOR = "channels"
@@ -88,4 +95,39 @@ def severity_counts(findings: Sequence[Finding]) -> tuple[Fact, ...]:
         Fact(s, f"{n} {SEVERITY_WORDS[s].lower()}{'' if n == 1 else 's'}")
         for s, n in counts.items()
         if n
+    )
+
+
+@dataclass(frozen=True)
+class FindingGroup:
+    """The findings of one kind, most severe first: the first shown, the rest folded."""
+
+    severity: str  # the most severe of the group
+    word: str
+    kind: str
+    count: int
+    first: FindingView
+    rest: tuple[FindingView, ...]
+    layers: int  # layers the group's findings name
+
+
+def finding_groups(
+    ctx: PageContext, linker: Linker, findings: Sequence[Finding]
+) -> tuple[FindingGroup, ...]:
+    """Group findings by kind, in the order of each kind's most severe finding."""
+    views = finding_views(ctx, linker, findings)
+    kinds: dict[str, list[tuple[Finding, FindingView]]] = {}
+    for finding, view in zip(findings, views, strict=True):
+        kinds.setdefault(finding.kind, []).append((finding, view))
+    return tuple(
+        FindingGroup(
+            severity=members[0][1].severity,
+            word=members[0][1].word,
+            kind=members[0][1].kind,
+            count=len(members),
+            first=members[0][1],
+            rest=tuple(view for _, view in members[1:]),
+            layers=len({f.layer for f, _ in members if f.layer}),
+        )
+        for members in kinds.values()
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .. import urls
 from .common import Card, Chrome, Fact, Link, PageContext, Picture, pct, shape_text
-from .findings import FindingView, finding_views, severity_counts
+from .findings import FindingGroup, finding_groups, severity_counts
 
 __all__ = ["IndexPage", "LayerRow", "StripTile", "index_page"]
 
@@ -53,7 +53,7 @@ class IndexPage:
     """The overview page."""
 
     chrome: Chrome
-    findings: tuple[FindingView, ...]
+    findings: tuple[FindingGroup, ...]
     finding_counts: tuple[Fact, ...]
     findings_anchor: str
     definitions_anchor: str
@@ -159,7 +159,7 @@ def index_page(ctx: PageContext) -> IndexPage:
     data, accuracy = _data_facts(ctx)
     return IndexPage(
         chrome=ctx.chrome(linker, "index", f"featreport: {r.model.name}"),
-        findings=finding_views(ctx, linker, r.findings),
+        findings=finding_groups(ctx, linker, r.findings),
         finding_counts=severity_counts(r.findings),
         findings_anchor=linker.anchor("findings"),
         definitions_anchor=linker.anchor("definitions"),

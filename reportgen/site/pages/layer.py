@@ -97,7 +97,7 @@ def _block(layer: LayerRecord) -> str:
 def _points(layer: LayerRecord, shown: str) -> tuple[PointRow, ...]:
     rows = []
     for record in layer.points:
-        shares = sorted(record.positive)
+        shares = sorted(record.positive or ())
         rows.append(
             PointRow(
                 label=record.label,
