@@ -363,8 +363,9 @@ def preprocessing_line(report: Report) -> str:
     overall = statistics.median(v for _, v in found)
     line = (
         f"preprocessing: first KL {value:.4f} ({first.conv.name}), median KL {overall:.4f} over "
-        f"{len(found)} norms, largest {max(v for _, v in found):.4f} (rules: first > "
-        f"{rules.PREPROCESS_FIRST:g}, median > {rules.PREPROCESS_LAYERS:g})"
+        f"{len(found)} norms, largest {max(v for _, v in found):.4f} (rule: first > "
+        f"{rules.PREPROCESS_FIRST:g}; the median is printed, not judged: it did not tell a "
+        "wrong input size from a right one)"
     )
     if report.conventions:
         best = min(report.conventions, key=lambda c: c.divergence)
@@ -1068,7 +1069,7 @@ def main() -> None:
         f"featreport {reportgen.__version__}, torch {torch.__version__}, {args.threads} threads; "
         f"rules: DUPLICATE_CORRELATION {rules.DUPLICATE_CORRELATION}, DUPLICATE_COSINE "
         f"{rules.DUPLICATE_COSINE}, OFF_MARGIN {rules.OFF_MARGIN}, PREPROCESS_FIRST "
-        f"{rules.PREPROCESS_FIRST}, PREPROCESS_LAYERS {rules.PREPROCESS_LAYERS}, "
+        f"{rules.PREPROCESS_FIRST}, "
         f"FLAT_SMOOTHNESS {rules.FLAT_SMOOTHNESS}, FRESH_NORM_RATIO {rules.FRESH_NORM_RATIO}, "
         f"SHORTCUT_LIFT {rules.SHORTCUT_LIFT}, SHORTCUT_GAP {rules.SHORTCUT_GAP}"
     )

@@ -286,3 +286,24 @@ def test_a_probe_stops_once_every_tap_was_seen() -> None:
         assert rec.probe(torch.randn(2, 3, 8, 8)) is None
         rec.forward(torch.randn(2, 3, 8, 8))
     assert seen == [Tap("features.0")] * 2 and calls == ["head"]  # the probe never reached it
+
+
+def test_a_fresh_reference_is_built_only_where_it_is_untrained(
+    tmp_path: Path, images: Path
+) -> None:
+    from reportgen.models.load import load_model
+
+    weights = tmp_path / "tiny.pt"
+    torch.manual_seed(5)
+    torch.save(TinyNet().state_dict(), weights)
+    spec = f"{MODELS}:TinyNet"
+    found = {}
+    for name, given in (("file", str(weights)), ("own", "DEFAULT"), ("none", "none")):
+        config = BuildConfig.from_options(
+            {"model": spec, "images": images, "weights": given, "input_size": 24}
+        )
+        found[name] = load_model(config.model, config.run).fresh_norm_medians
+    # A weights file goes into a second, untrained instance of the factory's model.
+    assert set(found["file"]) == {name for name, _ in conv_modules(TinyNet())}
+    # A factory that keeps its own weights may have loaded trained ones: no reference.
+    assert found["own"] == {} and found["none"] == {}

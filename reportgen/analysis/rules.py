@@ -143,8 +143,10 @@ DEFINITIONS = {
         "or, in a model without running statistics, the first layer's kernels have no "
         "spatial structure (the correlation of neighbouring weights between "
         f"{_minus(-FLAT_SMOOTHNESS)} and {FLAT_SMOOTHNESS:g}) while the median filter norm of "
-        f"every layer is within {FRESH_NORM_RATIO:g}× of a fresh instance's (a warning; an "
-        f"error when at least {ONE_CLASS_SHARE:.0%} of the images get one class)"
+        f"every layer is within {FRESH_NORM_RATIO:g}× of a fresh instance's (the same "
+        "architecture built again untrained, for torchvision models and for factories given "
+        "a weights file; a warning, an error when at least "
+        f"{ONE_CLASS_SHARE:.0%} of the images get one class)"
     ),
     "label_swap": (
         f"two classes each predicted as the other for at least {SWAP_RATE:.0%} of their "

@@ -96,9 +96,12 @@ def code_model(spec: ModelSpec, target_spec: str, weights_file: bool) -> Built:
     weights = f"as built by {target_spec} (featreport loaded none)"
     if untrained:
         weights = f"none: untrained, initialized with seed {spec.seed}"
-    # A spec naming a module instance cannot build a second, untrained one.
+    # A spec naming a module instance cannot build a second, untrained one, and a factory
+    # run without a weights file may load trained weights itself: neither is a reference.
     fresh = (
-        None if isinstance(target, nn.Module) else lambda: _build_from_target(target, target_spec)
+        None
+        if isinstance(target, nn.Module) or not weights_file
+        else lambda: _build_from_target(target, target_spec)
     )
     return Built(module, target_spec, weights, untrained, categories=None, fresh=fresh)
 
