@@ -71,6 +71,10 @@ def test_dead_channels_are_reported_with_their_layer_and_silence_only_counted() 
     silent = next(f for f in found if f.kind == "silent_channels")
     assert silent.severity == "info" and silent.evidence == (("block.conv", 1),)
     assert "1 channel in 1 layer never fired" in silent.message
+    assert "dead (" in dead.message and "): channel 1. It passes nothing" in dead.message
+    two = layer("c", after=moments([0.1] * 4), block=block, dead=(1, 2), silent=(1, 2))
+    (both,) = [f for f in find(report([two])) if f.kind == "dead_channels"]
+    assert "): channels 1, 2. They pass nothing" in both.message
 
 
 def test_more_than_half_the_channels_dead_is_an_error() -> None:
@@ -280,3 +284,13 @@ def test_findings_come_most_severe_first() -> None:
     severities = [f.severity for f in find(report(layers, labeled([(0, 1)] * 12)))]
     assert severities == sorted(severities, key=["error", "warning", "info"].index)
     assert severities[0] == "error" and severities[-1] == "info"
+
+
+def test_dead_filters_are_named_in_the_singular_and_the_plural() -> None:
+    one = FilterStats((1.0, 1.0, 0.0, 1.0), (2,), (), True, 0.3)
+    (found,) = [f for f in find(report([layer("c", filters=one)])) if f.kind == "dead_filters"]
+    assert found.channels == (2,) and found.severity == "warning"  # 1 of 4: 25% of the layer
+    assert "1 filter of 4 in c has (almost) zero weights: filter 2. Its channel" in found.message
+    two = FilterStats((1.0, 0.0, 0.0, 1.0), (1, 2), (), True, 0.3)
+    (found,) = [f for f in find(report([layer("c", filters=two)])) if f.kind == "dead_filters"]
+    assert "2 filters of 4 in c have (almost) zero weights: filters 1, 2. Their" in found.message

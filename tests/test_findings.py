@@ -183,6 +183,9 @@ def test_a_model_that_learned_the_background_is_found(lab: dict[str, Path], tmp_
     assert finding["evidence"]["property"] in ("border_hue", "hue")
     assert finding["message"].startswith("The model's predictions are predictable from the")
     assert finding["severity"] == "warning"
+    # With no layer or class to name, the finding points to the mistakes page.
+    index = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert 'href="mistakes.html">the correct vs wrong page</a>' in index
 
 
 def test_fail_on_exits_3_after_writing_the_site(lab: dict[str, Path], tmp_path: Path) -> None:

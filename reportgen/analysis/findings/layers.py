@@ -64,9 +64,11 @@ def _dead_in(layer: LayerRecord) -> Finding | None:
         severity=_by_share(len(dead), total),
         message=(
             f"{plural(len(dead), 'channel')} of {total} in {layer.conv.name} "
-            f"{'is' if len(dead) == 1 else 'are'} dead ({'; '.join(parts)}): channels "
-            f"{_listed(dead)}. They pass nothing to later layers; look for a collapsed "
-            "batch norm or a training problem such as a too-high learning rate, or prune them."
+            f"{'is' if len(dead) == 1 else 'are'} dead ({'; '.join(parts)}): "
+            f"{'channel' if len(dead) == 1 else 'channels'} {_listed(dead)}. "
+            f"{'It passes' if len(dead) == 1 else 'They pass'} nothing to later layers; look "
+            "for a collapsed batch norm or a training problem such as a too-high learning "
+            f"rate, or prune {'it' if len(dead) == 1 else 'them'}."
         ),
         layer=layer.conv.name,
         channels=dead,
@@ -115,9 +117,14 @@ def dead_filters(context: Context) -> list[Finding]:
                 message=(
                     f"{plural(len(dead), 'filter')} of {layer.conv.out_channels} in "
                     f"{layer.conv.name} {'has' if len(dead) == 1 else 'have'} (almost) zero "
-                    f"weights: filters {_listed(dead)}. Their channels carry only a bias, so "
-                    "they are constant; check how the weights were trained, pruned or saved, "
-                    "or remove them."
+                    f"weights: {'filter' if len(dead) == 1 else 'filters'} {_listed(dead)}. "
+                    + (
+                        "Its channel carries only a bias, so it is constant; check how the "
+                        "weights were trained, pruned or saved, or remove it."
+                        if len(dead) == 1
+                        else "Their channels carry only a bias, so they are constant; check how "
+                        "the weights were trained, pruned or saved, or remove them."
+                    )
                 ),
                 layer=layer.conv.name,
                 channels=dead,

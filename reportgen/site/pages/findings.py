@@ -36,6 +36,10 @@ class FindingView:
     evidence: tuple[Fact, ...]
 
 
+# Kinds about the predictions as a whole: with no class named, they point to the mistakes.
+_ABOUT_PREDICTIONS = frozenset({"shortcut", "prediction_skew", "below_chance"})
+
+
 def _class_link(ctx: PageContext, linker: Linker, label: int) -> Link:
     """Link a class to its row on the mistakes page, or to its per-class accuracy."""
     rows = {row.label for row in ctx.choices.selection.mistakes}
@@ -62,6 +66,8 @@ def _links(ctx: PageContext, linker: Linker, finding: Finding) -> list[Link]:
             more = f" … ({len(finding.pairs)} pairs)" if len(finding.pairs) > 8 else ""
             links.append(Link(linker.href(page, CHANNEL_ANCHOR), f"pairs {shown}{more}"))
     links.extend(_class_link(ctx, linker, c) for c in finding.classes[:12])
+    if not links and finding.kind in _ABOUT_PREDICTIONS:
+        links.append(Link(linker.href(urls.MISTAKES), "the correct vs wrong page"))
     return links
 
 
