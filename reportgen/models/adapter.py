@@ -17,9 +17,9 @@ from typing import Literal, Protocol
 
 import torch
 
-from ..report.facts import BlockFacts, ConvFacts
+from ..report.facts import BlockFacts, CamLayer, ConvFacts
 
-__all__ = ["INPUT", "LOGITS", "ModelAdapter", "Point", "Recording", "Sink", "Tap"]
+__all__ = ["INPUT", "LOGITS", "Gradients", "ModelAdapter", "Point", "Recording", "Sink", "Tap"]
 
 Point = Literal["conv", "activation", "input", "logits"]
 """Where a tensor is taken. ``conv``: a conv layer's own output, before any batch norm or
@@ -76,6 +76,20 @@ class Recording(Protocol):
         ...
 
 
+class Gradients(Protocol):
+    """A model open for the gradient pass of class activation maps (a ``with`` block)."""
+
+    def run(
+        self, batch: torch.Tensor, classes: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Return the CAM layer's activations and, per class slot, the logits' gradients there.
+
+        ``classes[i]`` names the classes image ``i`` needs, the same number for every image;
+        slot ``k`` of the result holds each image's gradient for its ``k``-th class.
+        """
+        ...
+
+
 class ModelAdapter(Protocol):
     """A loaded model as featreport sees it: conv layers, filters and recordings."""
 
@@ -98,4 +112,12 @@ class ModelAdapter(Protocol):
 
     def recording(self, taps: Collection[Tap], sink: Sink) -> AbstractContextManager[Recording]:
         """Open a recording that calls ``sink`` for every tap in ``taps`` on each forward."""
+        ...
+
+    def cam_layer(self, name: str | None = None) -> CamLayer:
+        """Say where class activation maps are computed: ``name`` (``--cam-layer``) or chosen."""
+        ...
+
+    def gradients(self, name: str | None = None) -> AbstractContextManager[Gradients]:
+        """Open the model for the gradient pass at :meth:`cam_layer`'s layer."""
         ...

@@ -12,6 +12,9 @@ module serves several conv blocks); ``calls_per_forward`` says how often it ran.
 :class:`CallTracer` records every call of every leaf module on one forward pass, with the
 tensors passed and their version counters, so that the adapter can tell which norm and
 activation modules act on a conv's output (:mod:`reportgen.models.blocks`).
+
+:class:`GradientRecorder` keeps one module call's output during a forward pass with
+gradients, for class activation maps (:mod:`reportgen.gather.cams`).
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from ..errors import ModelError
 from .adapter import Sink, Tap
+from .logits import pick_logits
 
-__all__ = ["Call", "CallTracer", "Hooked", "TapRecorder"]
+__all__ = ["Call", "CallTracer", "GradientRecorder", "Hooked", "TapRecorder"]
 
 
 @dataclass(frozen=True)
@@ -225,3 +230,100 @@ class CallTracer:
             self.calls.append(Call(name, module, number, tensor, version, out, out_version))
 
         return hook
+
+
+class GradientRecorder:
+    """Keep one module call's output and take class-score gradients at it, in a ``with`` block.
+
+    The activations and the gradients are taken at one and the same value: the hook keeps
+    the module's output and hands the rest of the network a clone, so an in-place
+    operation after it (VGG's ``ReLU(inplace=True)`` after a conv, ResNet's ReLU after the
+    residual add) changes the clone, never the kept tensor, and ``torch.autograd.grad``
+    differentiates with respect to the kept tensor exactly. No tensor hook is registered
+    and no parameter's ``.grad`` is written: ``autograd.grad`` returns gradients without
+    accumulating them. The input is made to require gradients, so the graph exists even
+    when every parameter is frozen. Leaving the block removes the hook and restores every
+    module's training flag and every parameter's ``requires_grad`` and ``.grad``, also
+    when the block raises.
+    """
+
+    def __init__(
+        self, model: nn.Module, module: nn.Module, call: int, output_key: str | None
+    ) -> None:
+        self.model = model
+        self.module = module
+        self.call = call
+        self.output_key = output_key
+        self._kept: torch.Tensor | None = None
+        self._calls = 0
+        self._handle: RemovableHandle | None = None
+        self._training: dict[nn.Module, bool] = {}
+        self._params: list[_Param] = []
+
+    def __enter__(self) -> GradientRecorder:
+        self._training, self._params = _restoring(self.model)
+        try:
+            self.model.eval()
+            self._handle = self.module.register_forward_hook(self._hook)
+        except BaseException:
+            self._close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self._kept = None
+        _restore_flags(self._training, self._params)
+
+    def _hook(self, module: nn.Module, inputs: tuple[object, ...], output: object) -> object:
+        self._calls += 1
+        if self._calls != self.call or not isinstance(output, torch.Tensor):
+            return None
+        self._kept = output
+        return output.clone()  # later in-place operations change the clone only
+
+    def _taken(self) -> torch.Tensor | None:
+        return self._kept
+
+    def run(
+        self, batch: torch.Tensor, classes: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Return the module's activations ``[N, C, H, W]`` and, per class slot, gradients.
+
+        ``classes[i]`` lists the classes whose score gradients image ``i`` needs; every
+        image asks for the same number of them. Slot ``k`` holds, for each image, the
+        gradient of the logit of its ``k``-th class, detached.
+        """
+        slots = {len(c) for c in classes}
+        if len(slots) != 1:
+            raise ValueError("every image must ask for the same number of classes")
+        (count,) = slots
+        self._calls, self._kept = 0, None
+        with torch.inference_mode(False), torch.enable_grad():
+            pixels = batch.detach().clone().requires_grad_(True)
+            logits, _ = pick_logits(self.model(pixels), self.output_key)
+            kept = self._taken()
+            if kept is None:
+                raise ModelError(
+                    f"the class activation map's layer was not called {self.call} time(s) in "
+                    "a forward pass; name another with --cam-layer"
+                )
+            rows = torch.arange(len(classes), device=logits.device)
+            gradients = []
+            for slot in range(count):
+                wanted = torch.tensor([c[slot] for c in classes], device=logits.device)
+                score = logits[rows, wanted].sum()  # images are independent in eval mode
+                (gradient,) = torch.autograd.grad(score, kept, retain_graph=slot < count - 1)
+                gradients.append(gradient.detach())
+        self._kept = None
+        return kept.detach(), tuple(gradients)

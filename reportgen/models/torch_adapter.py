@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from ..errors import InferenceError, ModelError, short_error
-from ..report.facts import BlockFacts, ConvFacts
+from ..report.facts import BlockFacts, CamLayer, ConvFacts
 from .adapter import INPUT, LOGITS, Sink, Tap
+from .attribution import Target, find_target
 from .blocks import Block, block_facts, find_blocks
-from .hooks import Hooked, TapRecorder
+from .hooks import GradientRecorder, Hooked, TapRecorder
 from .logits import pick_logits
 
 __all__ = [
@@ -176,6 +177,7 @@ class TorchAdapter:
         self._layers = _choose(conv_modules(module), layers)
         self._input_shape = input_shape  # (C, H, W): what the block tracing feeds the model
         self._blocks: dict[str, Block] | None = None
+        self._targets: dict[str | None, Target] = {}
 
     @property
     def device(self) -> torch.device:
@@ -190,14 +192,17 @@ class TorchAdapter:
         """Return a layer's weights as ``[out_channels, in_channels/groups, kh, kw]``."""
         return output_filters(self._layers[layer])
 
+    def _sample(self) -> torch.Tensor:
+        """Return the seeded random input that traces of the forward pass run."""
+        if self._input_shape is None:
+            raise RuntimeError("this TorchAdapter was made without an input_shape to trace")
+        generator = torch.Generator().manual_seed(0)
+        return torch.randn(1, *self._input_shape, generator=generator).to(self._device)
+
     def _traced(self) -> dict[str, Block]:
         """Trace one forward pass, once, to match each conv's norm and activation modules."""
         if self._blocks is None:
-            if self._input_shape is None:
-                raise RuntimeError("this TorchAdapter was made without an input_shape to trace")
-            sample = torch.randn(
-                1, *self._input_shape, generator=torch.Generator().manual_seed(0)
-            ).to(self._device)
+            sample = self._sample()
             try:
                 self._blocks = find_blocks(self._module, self._layers, sample)
             except Exception:
@@ -221,6 +226,25 @@ class TorchAdapter:
                 module, call = last
                 return Hooked(tap, module, call=call)
         raise ModelError(f"no tap {tap.point!r} at layer {tap.layer!r} in this model")
+
+    def _target(self, name: str | None) -> Target:
+        if name not in self._targets:
+            self._targets[name] = find_target(self._module, self._layers, self._sample(), name)
+        return self._targets[name]
+
+    def cam_layer(self, name: str | None = None) -> CamLayer:
+        """Say where class activation maps are computed: ``name`` (``--cam-layer``) or chosen."""
+        target = self._target(name)
+        return CamLayer(target.name, target.point, target.conv, *target.shape)
+
+    @contextmanager
+    def gradients(self, name: str | None = None) -> Iterator[GradientRecorder]:
+        """Open the model for the gradient pass at :meth:`cam_layer`'s layer."""
+        target = self._target(name)
+        with GradientRecorder(
+            self._module, target.module, target.call, self._output_key
+        ) as recorder:
+            yield recorder
 
     @contextmanager
     def recording(self, taps: Collection[Tap], sink: Sink) -> Iterator[_TorchRecording]:

@@ -16,6 +16,9 @@ __all__ = [
     "PROPERTY_NAMES",
     "Accuracy",
     "BlockFacts",
+    "CamLayer",
+    "CamMap",
+    "Cams",
     "ChannelMoments",
     "ChannelStats",
     "ClassAccuracy",
@@ -285,6 +288,42 @@ class ImageRecord:
 
 
 @dataclass(frozen=True)
+class CamLayer:
+    """Where class activation maps are computed, as the gradient pass found it."""
+
+    name: str  # the module, in the model's own names
+    point: str  # "after ReLU", "conv output", ...
+    conv: str | None  # the conv layer its chain starts from
+    channels: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class CamMap:
+    """One image's class activation map for one class, at the CAM layer's resolution."""
+
+    label: int
+    values: tuple[float, ...]  # row-major, height × width, before any display scaling
+    min: float
+    max: float
+
+
+@dataclass(frozen=True)
+class Cams:
+    """Class activation maps: the method, its layer, and each image's maps (by file index)."""
+
+    method: str  # "gradcam" or "layercam"
+    layer: CamLayer
+    images: tuple[tuple[int, tuple[CamMap, ...]], ...]  # file order; the predicted class first
+
+    @cached_property
+    def by_index(self) -> dict[int, tuple[CamMap, ...]]:
+        """Map each image's file index to its maps."""
+        return dict(self.images)
+
+
+@dataclass(frozen=True)
 class ClassAccuracy:
     """Accuracy over the labeled images of one true class."""
 
@@ -382,6 +421,7 @@ class Report:
     built_at: str | None
     findings: tuple[Finding, ...] = ()  # most severe first
     conventions: tuple[ConventionFit, ...] = ()  # tried when the preprocessing looks wrong
+    cams: Cams | None = None  # class activation maps of the images that needed them
 
     @property
     def looks_untrained(self) -> bool:

@@ -1,0 +1,134 @@
+"""Class activation maps: the methods against straightforward implementations, the chosen
+layer, one measurement point at in-place ReLUs, and a model left as it was found."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from models import InplaceReluNet, TinyNet
+
+from reportgen.errors import ModelError
+from reportgen.gather.cams import grad_cam, layer_cam
+from reportgen.models.torch_adapter import TorchAdapter
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each map of ``[N, H, W]`` to [0, 1], as the published code displays it."""
+    flat = x.flatten(1)
+    low, high = flat.min(dim=1, keepdim=True).values, flat.max(dim=1, keepdim=True).values
+    return ((flat - low) / (high - low)).reshape(x.shape)
+
+
+def reference_grad_cam(model: torch.nn.Module, module: torch.nn.Module, x, classes):
+    """Grad-CAM as the paper defines it: a hook keeps the module output, backward fills .grad."""
+    kept = {}
+
+    def hook(mod, inputs, output):
+        output.retain_grad()
+        kept["a"] = output
+
+    handle = module.register_forward_hook(hook)
+    try:
+        model.eval()
+        model.zero_grad()
+        logits = model(x)
+        logits[torch.arange(len(classes)), torch.tensor(classes)].sum().backward()
+    finally:
+        handle.remove()
+    a, g = kept["a"].detach(), kept["a"].grad
+    alpha = g.mean(dim=(2, 3), keepdim=True)  # eq. 1: global-average-pooled gradients
+    return F.relu((alpha * a).sum(dim=1)), a, g  # eq. 2
+
+
+@pytest.fixture(scope="module")
+def resnet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(weights=None, num_classes=10).eval()
+
+
+def test_grad_cam_at_resnet18_layer4_agrees_with_the_paper(resnet: torch.nn.Module) -> None:
+    torch.manual_seed(1)
+    x = torch.randn(3, 3, 64, 64)
+    classes = [2, 7, 7]
+    expected, a, g = reference_grad_cam(resnet, resnet.layer4, x, classes)
+    adapter = TorchAdapter(resnet, torch.device("cpu"), input_shape=(3, 64, 64))
+    # The chosen layer ends layer4: its last block's ReLU, on its second call (after the add).
+    chosen = adapter.cam_layer()
+    assert (chosen.name, chosen.point, chosen.conv) == ("layer4.1.relu", "after ReLU", "layer4.1.conv2")
+    assert (chosen.channels, chosen.height, chosen.width) == (512, 2, 2)
+    for name in (None, "layer4"):
+        with adapter.gradients(name) as model:
+            activations, (gradients,) = model.run(x, [[c] for c in classes])
+        torch.testing.assert_close(activations, a, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(gradients, g, rtol=1e-5, atol=1e-7)
+        ours = grad_cam(activations, gradients)
+        assert (unit(ours) - unit(expected)).abs().max() < 1e-5
+
+
+def test_layer_cam_weights_each_position_by_its_own_positive_gradient() -> None:
+    a = torch.tensor([[[[1.0, 2.0]], [[3.0, -1.0]]]])  # [1, 2, 1, 2]
+    g = torch.tensor([[[[0.5, -1.0]], [[2.0, 1.0]]]])
+    # Position 0: 0.5·1 + 2·3 = 6.5; position 1: 0·2 + 1·(−1) = −1 → ReLU → 0.
+    assert layer_cam(a, g).tolist() == [[[6.5, 0.0]]]
+    # Grad-CAM averages the gradients first: weights −0.25 and 1.5.
+    assert grad_cam(a, g).tolist() == [[[4.25, 0.0]]]
+
+
+def test_a_conv_before_an_inplace_relu_is_measured_at_its_own_output() -> None:
+    torch.manual_seed(2)
+    model = InplaceReluNet().eval()
+    x = torch.randn(2, 3, 8, 8)
+    # Straightforward: the same network written out without the in-place ReLU.
+    conv = model.conv(x)
+    conv.retain_grad()
+    logits = model.head(F.relu(conv).mean(dim=(2, 3)))
+    logits[:, 1].sum().backward()
+    adapter = TorchAdapter(model, torch.device("cpu"), input_shape=(3, 8, 8))
+    with adapter.gradients("conv") as recorder:
+        activations, (gradients,) = recorder.run(x, [[1], [1]])
+    assert adapter.cam_layer("conv").point == "conv output"
+    assert float(activations.min()) < 0, "the ReLU that runs later must not change the values"
+    torch.testing.assert_close(activations, conv.detach())
+    torch.testing.assert_close(gradients, conv.grad)
+    # The default is after the ReLU, where both values and gradients are post-activation.
+    assert adapter.cam_layer().point == "after ReLU"
+    with adapter.gradients() as recorder:
+        after, _ = recorder.run(x, [[1], [1]])
+    torch.testing.assert_close(after, F.relu(conv.detach()))
+
+
+def test_the_gradient_pass_leaves_the_model_as_it_found_it() -> None:
+    torch.manual_seed(3)
+    model = TinyNet()
+    model.train()
+    model.features[1].eval()  # a mixed state, restored exactly
+    frozen, primed = model.features[0].weight, model.head.weight
+    frozen.requires_grad_(False)
+    primed.grad = torch.full_like(primed, 7.0)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    flags = [m.training for m in model.modules()]
+    adapter = TorchAdapter(model, torch.device("cpu"), input_shape=(3, 16, 16))
+    with adapter.gradients() as recorder:
+        assert not model.training
+        recorder.run(torch.randn(2, 3, 16, 16), [[0, 1], [2, 2]])
+    assert [m.training for m in model.modules()] == flags
+    assert not frozen.requires_grad and frozen.grad is None
+    assert torch.equal(primed.grad, torch.full_like(primed, 7.0))
+    assert all(p.grad is None for p in model.parameters() if p is not primed)
+    assert all(not m._forward_hooks for m in model.modules())
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    # Also when the pass fails: a batch of the wrong shape.
+    with pytest.raises(RuntimeError), adapter.gradients() as recorder:
+        recorder.run(torch.randn(1, 5, 16, 16), [[0]])
+    assert [m.training for m in model.modules()] == flags
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_a_cam_layer_that_is_not_a_feature_map_is_refused_with_its_shape() -> None:
+    adapter = TorchAdapter(TinyNet(), torch.device("cpu"), input_shape=(3, 16, 16))
+    with pytest.raises(ModelError, match=r"--cam-layer 'head' gives an output of shape \(1, 3\)"):
+        adapter.cam_layer("head")
+    with pytest.raises(ModelError, match="--cam-layer 'featurez' is not a module"):
+        adapter.cam_layer("featurez")
