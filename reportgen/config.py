@@ -218,6 +218,28 @@ class SiteConfig:
         show_default=True,
         help="How an image's channels are ranked: by activation relative to each channel's typical response, or by plain mean.",
     )
+    cam: Literal["selected", "all", "none"] = _option(
+        "selected",
+        "--cam",
+        kind="choice",
+        choices=("selected", "all", "none"),
+        show_default=True,
+        help="Class activation maps (where the model looked) for the images the site shows, for every image, or none.",
+    )
+    cam_method: Literal["gradcam", "layercam"] = _option(
+        "gradcam",
+        "--cam-method",
+        kind="choice",
+        choices=("gradcam", "layercam"),
+        show_default=True,
+        help="Grad-CAM (channels weighted by their mean gradient) or LayerCAM (each position by its own).",
+    )
+    cam_layer: str | None = _option(
+        None,
+        "--cam-layer",
+        metavar="NAME",
+        help="The module the maps are computed at  [default: the last conv block with spatial extent, after its activation].",
+    )
     image_format: Literal["webp", "png"] = _option(
         "webp", "--image-format", kind="choice", choices=("webp", "png"), show_default=True
     )

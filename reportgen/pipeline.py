@@ -29,11 +29,14 @@ from .config import BuildConfig
 from .data.files import ImageFile, collect_images
 from .data.labels import name_classes, resolve_labels
 from .drawing.encoder import Pictures
-from .errors import FindingsError
+from .errors import FindingsError, ModelError
+from .gather.cams import gather_cams
 from .gather.maps import gather_maps
 from .models.load import LoadedModel, load_model
 from .report.document import to_json
 from .report.facts import (
+    CamMap,
+    Cams,
     ImageRecord,
     LayerRecord,
     ModelFacts,
@@ -47,7 +50,7 @@ from .site import urls
 from .site.choices import SiteChoices
 from .site.layout import strongest_channels
 from .site.pages import PageContext, iter_pages
-from .site.pictures import draw_image, draw_layer
+from .site.pictures import draw_cams, draw_image, draw_layer
 from .site.render import render_page, render_single, stylesheet
 from .site.writer import SiteWriter, check_output
 from .tally.conventions import fit_conventions
@@ -59,6 +62,8 @@ __all__ = ["build", "judge", "make_report"]
 Echo = Callable[[str], None]
 Progress = Callable[[int], None]
 
+CAMS = "gradient pass: class activation maps"
+DRAW_CAMS = "draw class activation maps"
 PASS2 = "pass 2: feature maps of selected images"
 DRAW_MAPS = "draw and encode feature maps"
 DRAW_LAYERS = "draw filters and charts"
@@ -187,6 +192,97 @@ def _gate(report: Report, fail_on: str | None, index: Path) -> None:
         )
 
 
+def cam_classes(report: Report, selection: Selection, mode: str) -> dict[int, tuple[int, ...]]:
+    """Say which images need class activation maps, and for which classes.
+
+    ``selected``: the showcased images and every image the mistakes page shows; ``all``:
+    every image. Each gets its predicted class, and a mistake its true class too.
+    """
+    if mode == "all":
+        indices = {image.index for image in report.images}
+    else:
+        indices = set(selection.showcase)
+        indices.update(i for row in selection.mistakes for i in (*row.wrong, *row.correct))
+    wanted: dict[int, tuple[int, ...]] = {}
+    for index in sorted(indices):
+        p = report.image(index).prediction
+        labels: tuple[int, ...] = (p.predicted,)
+        # A true class the model has no logit for (a folder beyond its classes) has no map.
+        if p.label is not None and p.label != p.predicted and p.label < len(report.class_names):
+            labels = (p.predicted, p.label)
+        wanted[index] = labels
+    return wanted
+
+
+def _cams(
+    config: BuildConfig,
+    files: Sequence[ImageFile],
+    loaded: LoadedModel,
+    wanted: dict[int, tuple[int, ...]],
+    pictures: Pictures,
+    clock: Timings,
+) -> Cams:
+    """Run the gradient pass over ``wanted``, draw each map over its image, and state them."""
+    site, preprocess = config.site, loaded.preprocess
+    layer = loaded.adapter.cam_layer(site.cam_layer)
+    stream = gather_cams(
+        loaded.adapter,
+        files,
+        preprocess,
+        wanted,
+        site.cam_method,
+        site.cam_layer,
+        config.run.batch_size,
+    )
+    images: list[tuple[int, tuple[CamMap, ...]]] = []
+    with (
+        progress_bar(len(wanted), config.run.quiet, "class activation maps", "img") as progress,
+        closing(stream),
+    ):
+        while True:
+            with clock.stage(CAMS):
+                image = next(stream, None)
+            if image is None:
+                break
+            with clock.stage(DRAW_CAMS):
+                draw_cams(pictures, image, preprocess.mean, preprocess.std)
+            maps = tuple(
+                CamMap(
+                    label=label,
+                    values=tuple(float(v) for v in cam.flatten().tolist()),
+                    min=float(cam.min()),
+                    max=float(cam.max()),
+                )
+                for label, cam in zip(image.labels, image.maps, strict=True)
+            )
+            images.append((image.index, maps))
+            progress(1)
+    return Cams(site.cam_method, layer, tuple(images))
+
+
+def _with_cams(
+    config: BuildConfig,
+    files: Sequence[ImageFile],
+    loaded: LoadedModel,
+    report: Report,
+    selection: Selection,
+    pictures: Pictures,
+    clock: Timings,
+) -> Report:
+    """Add class activation maps to the report; with the layer chosen for the user, a model
+    whose logits do not depend on it gets a warning instead of a failed build."""
+    wanted = cam_classes(report, selection, config.site.cam)
+    try:
+        cams = _cams(config, files, loaded, wanted, pictures, clock)
+    except ModelError as exc:
+        if config.site.cam_layer is not None:
+            raise
+        return dataclasses.replace(
+            report, warnings=(*report.warnings, f"no class activation maps: {exc}")
+        )
+    return dataclasses.replace(report, cams=cams)
+
+
 def _draw(
     config: BuildConfig,
     files: Sequence[ImageFile],
@@ -270,12 +366,17 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
         report = judge(report, files, loaded)
     for warning in report.warnings:
         echo(f"Warning: {warning}")
+    warnings = report.warnings
     selection = select(report.images, site_config.examples)
 
     with SiteWriter(site_config.out) as site:
         with Pictures(
             site.write_bytes, site_config.image_format, site_config.single_file
         ) as pictures:
+            if config.site.cam != "none":
+                report = _with_cams(config, files, loaded, report, selection, pictures, clock)
+                for warning in report.warnings[len(warnings) :]:
+                    echo(f"Warning: {warning}")
             shown = _draw(config, files, loaded, report, selection, pictures, clock)
         with clock.stage(PAGES):
             choices = SiteChoices(

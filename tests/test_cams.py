@@ -56,7 +56,11 @@ def test_grad_cam_at_resnet18_layer4_agrees_with_the_paper(resnet: torch.nn.Modu
     adapter = TorchAdapter(resnet, torch.device("cpu"), input_shape=(3, 64, 64))
     # The chosen layer ends layer4: its last block's ReLU, on its second call (after the add).
     chosen = adapter.cam_layer()
-    assert (chosen.name, chosen.point, chosen.conv) == ("layer4.1.relu", "after ReLU", "layer4.1.conv2")
+    assert (chosen.name, chosen.point, chosen.conv) == (
+        "layer4.1.relu",
+        "after ReLU",
+        "layer4.1.conv2",
+    )
     assert (chosen.channels, chosen.height, chosen.width) == (512, 2, 2)
     for name in (None, "layer4"):
         with adapter.gradients(name) as model:
@@ -132,3 +136,106 @@ def test_a_cam_layer_that_is_not_a_feature_map_is_refused_with_its_shape() -> No
         adapter.cam_layer("head")
     with pytest.raises(ModelError, match="--cam-layer 'featurez' is not a module"):
         adapter.cam_layer("featurez")
+
+
+# ------------------------------------------------------------------ in a build
+
+
+def test_a_build_states_and_draws_the_maps_of_the_images_it_shows(tiny_config) -> None:
+    from helpers import check_site, read_report_json
+
+    from reportgen.pipeline import build
+
+    build(tiny_config)
+    out = tiny_config.site.out
+    data = read_report_json(out)
+    cam = data["cam"]
+    assert (cam["method"], cam["layer"], cam["point"]) == ("gradcam", "features.6", "after ReLU")
+    channels, height, width = cam["shape"]
+    assert channels == 12  # TinyNet's last conv
+    shown = {m["path"] for m in data["images"] if m["cams"]}
+    assert cam["images"] == len(shown) > 0
+    for image in data["images"]:
+        maps = image["cams"]
+        if not maps:
+            continue
+        expected = [image["prediction_index"]]
+        if image["correct"] is False:
+            expected.append(image["label_index"])
+        assert [m["index"] for m in maps] == expected  # predicted first, then the true class
+        for m in maps:
+            values = [v for row in m["values"] for v in row]
+            assert len(m["values"]) == height and len(values) == height * width
+            assert min(values) == pytest.approx(m["min"], abs=1e-6) and min(values) >= 0
+            assert max(values) == pytest.approx(m["max"], abs=1e-6)
+            picture = (
+                out
+                / "img"
+                / "cams"
+                / f"image-{data['images'].index(image) + 1:04d}-class-{m['index'] + 1:04d}.webp"
+            )
+            assert picture.is_file()
+    page = (out / "mistakes.html").read_text(encoding="utf-8")
+    assert "Grad-CAM at features.6 (after ReLU), 16×16" in page
+    assert check_site(out) == []
+
+
+def test_cam_none_draws_no_map_and_cam_all_maps_every_image(tiny_config) -> None:
+    from helpers import read_report_json
+
+    from reportgen.pipeline import build
+
+    build(tiny_config.replace(cam="none"))
+    data = read_report_json(tiny_config.site.out)
+    assert data["cam"] is None and all(i["cams"] == [] for i in data["images"])
+    assert not (tiny_config.site.out / "img" / "cams").exists()
+    build(tiny_config.replace(cam="all", cam_method="layercam"))
+    data = read_report_json(tiny_config.site.out)
+    assert data["cam"]["method"] == "layercam"
+    assert all(i["cams"] for i in data["images"])
+
+
+def test_a_cam_layer_that_does_not_exist_is_an_input_error(images, tmp_path) -> None:
+    from helpers import assert_clean_error, cli_args, run
+
+    code, out, err = run(*cli_args(images, tmp_path / "site", "--cam-layer", "nope", "-q"))
+    assert code == 2
+    assert_clean_error(code, out, err, "--cam-layer 'nope' is not a module")
+    assert not (tmp_path / "site").exists()
+
+
+def test_the_legend_shows_the_maps_colormap() -> None:
+    from pathlib import Path
+
+    from reportgen.drawing.visuals import CAM_CMAP, legend_stops
+
+    css = (Path(__file__).parent.parent / "templates" / "style.css").read_text(encoding="utf-8")
+    assert f"linear-gradient(to right, {', '.join(legend_stops(CAM_CMAP))})" in css
+
+
+def test_logits_that_do_not_depend_on_the_chosen_layer_leave_a_warning(images, tmp_path) -> None:
+    from helpers import assert_clean_error, cli_args, read_report_json, run
+
+    # PairNet's first output, taken as the logits by default, is the input's mean.
+    code, out, err = run(
+        *cli_args(images, tmp_path / "site", "--input-size", "32", model="PairNet")
+    )
+    assert code == 0, err
+    data = read_report_json(tmp_path / "site")
+    assert data["cam"] is None
+    assert any("no class activation maps: the logits do not depend" in w for w in data["warnings"])
+    # A layer the user named fails the build instead, with the same reason.
+    code, out, err = run(
+        *cli_args(
+            images,
+            tmp_path / "named",
+            "--input-size",
+            "32",
+            "--cam-layer",
+            "features.0",
+            "-q",
+            model="PairNet",
+        )
+    )
+    assert_clean_error(code, out, err, "the logits do not depend", "--cam none")
+    assert code == 2

@@ -21,6 +21,8 @@ from PIL import Image
 
 __all__ = [
     "BACKGROUND",
+    "CAM_ALPHA",
+    "CAM_CMAP",
     "DEAD_COLOR",
     "DEAD_MARK",
     "DUPLICATE_COLOR",
@@ -30,6 +32,7 @@ __all__ = [
     "STRONG_MARK",
     "TILE_TARGET",
     "Color",
+    "cam_overlay",
     "colormap_lut",
     "encode",
     "feature_grid",
@@ -39,6 +42,7 @@ __all__ = [
     "grid_columns",
     "heatmap",
     "input_image",
+    "legend_stops",
     "strip",
     "tile",
     "to_image",
@@ -52,6 +56,10 @@ BACKGROUND: Color = (255, 255, 255)
 DEAD_COLOR: Color = (214, 39, 40)
 DUPLICATE_COLOR: Color = (255, 127, 14)
 FEATURE_CMAP = "viridis"
+# Class activation maps use another sequential colormap, so that attribution is never
+# mistaken for a feature map; it is laid over the image at this opacity.
+CAM_CMAP = "inferno"
+CAM_ALPHA = 0.55
 # Tiles are stored small and enlarged by the browser (img.maps is pixelated): a quarter
 # of the pixels to encode and to download, the same picture on screen.
 TILE_TARGET = 32
@@ -233,3 +241,39 @@ def encode(image: Image.Image, image_format: str) -> bytes:
     else:
         image.save(buffer, format="PNG", optimize=False, compress_level=6)
     return buffer.getvalue()
+
+
+def legend_stops(cmap: str, count: int = 5) -> tuple[str, ...]:
+    """Return ``count`` evenly spaced colours of a colormap as hex, low to high, for a legend."""
+    table = _lut(cmap)
+    return tuple(
+        _hex(tuple(int(v) for v in table[round(i * 255 / (count - 1))]))  # type: ignore[arg-type]
+        for i in range(count)
+    )
+
+
+def cam_overlay(
+    tensor: torch.Tensor,
+    cam: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    cmap: str = CAM_CMAP,
+) -> Image.Image:
+    """Lay a class activation map ``[h, w]``, upsampled and scaled to its own min–max, over its input.
+
+    The map is enlarged to the input's size by bilinear interpolation (as Grad-CAM's
+    authors display it), coloured, and blended over the un-normalized input ``[C, H, W]``.
+    """
+    height, width = int(tensor.shape[1]), int(tensor.shape[2])
+    shift = torch.tensor(mean, device=tensor.device)[:, None, None]
+    scale = torch.tensor(std, device=tensor.device)[:, None, None]
+    picture = (tensor * scale + shift).clamp(0, 1).expand(3, -1, -1).permute(1, 2, 0)
+    large = F.interpolate(
+        cam.float()[None, None].to(tensor.device),
+        size=(height, width),
+        mode="bilinear",
+        align_corners=False,
+    )[0]
+    heat = _colorize(unit_per_map(large), cmap, 1)[0].float() / 255.0
+    blend = (1.0 - CAM_ALPHA) * picture + CAM_ALPHA * heat
+    return to_image(blend.mul(255).round().to(torch.uint8))

@@ -323,7 +323,16 @@ class GradientRecorder:
             for slot in range(count):
                 wanted = torch.tensor([c[slot] for c in classes], device=logits.device)
                 score = logits[rows, wanted].sum()  # images are independent in eval mode
-                (gradient,) = torch.autograd.grad(score, kept, retain_graph=slot < count - 1)
+                (gradient,) = torch.autograd.grad(
+                    score, kept, retain_graph=slot < count - 1, allow_unused=True
+                )
+                if gradient is None:
+                    raise ModelError(
+                        "the logits do not depend on the class activation map's layer (does "
+                        "the model have another head, or do the logits come from elsewhere?); "
+                        "name a layer on the way to the logits with --cam-layer, or pass "
+                        "--cam none"
+                    )
                 gradients.append(gradient.detach())
         self._kept = None
         return kept.detach(), tuple(gradients)

@@ -6,7 +6,16 @@ import json
 import math
 from typing import Any
 
-from .facts import PROPERTY_NAMES, Finding, ImageRecord, LayerRecord, PointRecord, Report
+from .facts import (
+    PROPERTY_NAMES,
+    CamMap,
+    Cams,
+    Finding,
+    ImageRecord,
+    LayerRecord,
+    PointRecord,
+    Report,
+)
 
 __all__ = ["SCHEMA_VERSION", "to_json"]
 
@@ -34,6 +43,39 @@ def _image(report: Report, image: ImageRecord) -> dict[str, Any]:
         "properties": {
             name: _finite(v) for name, v in zip(PROPERTY_NAMES, image.properties, strict=True)
         },
+        "cams": _image_cams(report, image),
+    }
+
+
+def _image_cams(report: Report, image: ImageRecord) -> list[dict[str, Any]]:
+    if report.cams is None:
+        return []
+    width = report.cams.layer.width
+    return [_cam_map(report, m, width) for m in report.cams.by_index.get(image.index, ())]
+
+
+def _cam_map(report: Report, cam: CamMap, width: int) -> dict[str, Any]:
+    values = [_finite(v) for v in cam.values]
+    return {
+        "class": report.class_name(cam.label),
+        "index": cam.label,
+        "min": _finite(cam.min),
+        "max": _finite(cam.max),
+        "values": [values[row : row + width] for row in range(0, len(values), width)],
+    }
+
+
+def _cams(cams: Cams | None) -> dict[str, Any] | None:
+    if cams is None:
+        return None
+    layer = cams.layer
+    return {
+        "method": cams.method,
+        "layer": layer.name,
+        "point": layer.point,
+        "conv": layer.conv,
+        "shape": [layer.channels, layer.height, layer.width],
+        "images": len(cams.images),
     }
 
 
@@ -154,6 +196,7 @@ def to_json(report: Report) -> str:
             ],
         },
         "findings": [_finding(f) for f in report.findings],
+        "cam": _cams(report.cams),
         "conventions": [
             {
                 "name": c.name,

@@ -8,12 +8,13 @@ import torch
 
 from ..drawing import charts, visuals
 from ..drawing.encoder import Pictures
+from ..gather.cams import ImageCams
 from ..gather.maps import ImageMaps
 from ..report.facts import ChannelStats, LayerRecord
 from . import urls
 from .layout import FILTERS_SHOWN, strip_depths
 
-__all__ = ["draw_image", "draw_layer"]
+__all__ = ["draw_cams", "draw_image", "draw_layer"]
 
 
 def draw_image(
@@ -33,6 +34,17 @@ def draw_image(
         if layer.maps is not None:
             pictures.add(urls.mean_picture(index, depth, ext), visuals.heatmap(layer.mean_map))
             pictures.add(urls.grid_picture(index, depth, ext), visuals.feature_grid(layer.maps))
+
+
+def draw_cams(
+    pictures: Pictures, image: ImageCams, mean: Sequence[float], std: Sequence[float]
+) -> None:
+    """Draw one image's class activation maps, each laid over the image."""
+    for label, cam in zip(image.labels, image.maps, strict=True):
+        pictures.add(
+            urls.cam_picture(image.index, label, pictures.ext),
+            visuals.cam_overlay(image.input, cam, mean, std),
+        )
 
 
 def draw_layer(

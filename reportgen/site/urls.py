@@ -23,6 +23,7 @@ __all__ = [
     "STYLE",
     "Linker",
     "accuracy_anchor",
+    "cam_picture",
     "channel_chart_picture",
     "class_anchor",
     "filter_picture",
@@ -79,6 +80,11 @@ def input_picture(index: int, ext: str) -> str:
 def strip_picture(index: int, ext: str) -> str:
     """Name an image's shallow-to-deep strip of channel-mean maps."""
     return f"img/strips/image-{index + 1:04d}.{ext}"
+
+
+def cam_picture(index: int, label: int, ext: str) -> str:
+    """Name an image's class activation map for one class, laid over the image."""
+    return f"img/cams/image-{index + 1:04d}-class-{label + 1:04d}.{ext}"
 
 
 def mean_picture(index: int, depth: int, ext: str) -> str:

@@ -17,6 +17,8 @@ from ..layout import GRID_PX, MEAN_MAP_PX, strip_depths
 from ..urls import Linker
 
 __all__ = [
+    "METHOD_NAMES",
+    "CamView",
     "Card",
     "Chrome",
     "Fact",
@@ -98,6 +100,15 @@ class Chrome:
 
 
 @dataclass(frozen=True)
+class CamView:
+    """One class activation map laid over its image, and which class it is for."""
+
+    picture: Picture
+    role: str  # "predicted" or "true"
+    class_name: str
+
+
+@dataclass(frozen=True)
 class Card:
     """A small linked example: an image, what the model said, and whether it was right."""
 
@@ -109,6 +120,10 @@ class Card:
     truth: str
     verdict: Verdict
     strip: Picture | None = None
+    cams: tuple[CamView, ...] = ()
+
+
+METHOD_NAMES = {"gradcam": "Grad-CAM", "layercam": "LayerCAM"}
 
 
 def pct(value: float | None) -> str:
@@ -252,4 +267,30 @@ class PageContext:
             truth=self.report.class_name(p.label),
             verdict=verdict(p),
             strip=strip,
+            cams=self.cam_views(linker, index) if with_strip else (),
+        )
+
+    def cam_views(self, linker: Linker, index: int) -> tuple[CamView, ...]:
+        """Describe image ``index``'s class activation maps: its predicted class's, then its true class's."""
+        cams = self.report.cams
+        if cams is None:
+            return ()
+        label = self.image_label(index)
+        views = []
+        for role, cam in zip(("predicted", "true"), cams.by_index.get(index, ()), strict=False):
+            name = self.report.class_name(cam.label)
+            alt = f"{METHOD_NAMES[cams.method]} map for {role} class {name} over {label}"
+            picture = self.picture(linker, urls.cam_picture(index, cam.label, self.ext), alt)
+            views.append(CamView(picture, role, name))
+        return tuple(views)
+
+    def cam_rule(self) -> str:
+        """Say how the maps were computed and where: method, layer, point, resolution."""
+        cams = self.report.cams
+        if cams is None:
+            return ""
+        layer = cams.layer
+        return (
+            f"{METHOD_NAMES[cams.method]} at {layer.name} ({layer.point}), "
+            f"{layer.height}×{layer.width}"
         )

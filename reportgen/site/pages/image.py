@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import urls
-from .common import Chrome, Link, PageContext, Picture, Verdict, pct, shape_text, verdict
+from .common import (
+    CamView,
+    Chrome,
+    Link,
+    PageContext,
+    Picture,
+    Verdict,
+    pct,
+    shape_text,
+    verdict,
+)
 
 __all__ = ["ImagePage", "LayerView", "TopEntry", "image_page"]
 
@@ -48,6 +58,9 @@ class ImagePage:
     confidence: str
     truth: str
     top: tuple[TopEntry, ...]
+    cams: tuple[CamView, ...]
+    cam_rule: str  # method, layer, point and resolution; empty without maps
+    cam_anchor: str
     rank: str  # "relative" or "mean"
     layers: tuple[LayerView, ...]
     toc: tuple[Link, ...]
@@ -99,6 +112,9 @@ def image_page(ctx: PageContext, position: int) -> ImagePage:
         confidence=pct(p.confidence),
         truth=r.class_name(p.label),
         top=top,
+        cams=ctx.cam_views(linker, index),
+        cam_rule=ctx.cam_rule(),
+        cam_anchor=linker.anchor("where-it-looked"),
         rank=ctx.choices.rank,
         layers=views,
         toc=tuple(

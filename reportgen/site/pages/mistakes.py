@@ -78,6 +78,7 @@ class MistakesPage:
     involved: int  # classes with any image, as true or predicted class
     per_class: tuple[ClassRow, ...]
     all_correct: bool
+    cam_rule: str  # method, layer, point and resolution; empty without maps
 
 
 def _confusion(ctx: PageContext) -> tuple[list[int], tuple[ConfusionRow, ...]]:
@@ -148,4 +149,5 @@ def mistakes_page(ctx: PageContext) -> MistakesPage:
             for c in acc.per_class
         ),
         all_correct=acc.labeled > 0 and not rows,
+        cam_rule=ctx.cam_rule(),
     )
