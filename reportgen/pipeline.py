@@ -30,7 +30,7 @@ from .data.files import ImageFile, collect_images
 from .data.labels import name_classes, resolve_labels
 from .drawing.encoder import Pictures
 from .errors import FindingsError, ModelError
-from .gather.cams import gather_cams
+from .gather.cams import CamSettings, gather_cams
 from .gather.maps import gather_maps
 from .models.load import LoadedModel, load_model
 from .report.document import to_json
@@ -225,16 +225,10 @@ def _cams(
     """Run the gradient pass over ``wanted``, draw each map over its image, and state them."""
     site, preprocess = config.site, loaded.preprocess
     layer = loaded.adapter.cam_layer(site.cam_layer)
-    stream = gather_cams(
-        loaded.adapter,
-        files,
-        preprocess,
-        wanted,
-        site.cam_method,
-        site.cam_layer,
-        config.run.batch_size,
-    )
+    settings = CamSettings(site.cam_method, site.cam_layer, sanity=layer.conv is not None)
+    stream = gather_cams(loaded.adapter, files, preprocess, wanted, settings, config.run.batch_size)
     images: list[tuple[int, tuple[CamMap, ...]]] = []
+    randomized: list[tuple[int, float | None]] = []
     with (
         progress_bar(len(wanted), config.run.quiet, "class activation maps", "img") as progress,
         closing(stream),
@@ -256,8 +250,11 @@ def _cams(
                 for label, cam in zip(image.labels, image.maps, strict=True)
             )
             images.append((image.index, maps))
+            randomized.append((image.index, image.randomized))
             progress(1)
-    return Cams(site.cam_method, layer, tuple(images))
+    if not settings.sanity:
+        return Cams(site.cam_method, layer, tuple(images))
+    return Cams(site.cam_method, layer, tuple(images), layer.conv, tuple(randomized))
 
 
 def _with_cams(

@@ -239,3 +239,55 @@ def test_logits_that_do_not_depend_on_the_chosen_layer_leave_a_warning(images, t
     )
     assert_clean_error(code, out, err, "the logits do not depend", "--cam none")
     assert code == 2
+
+
+# ------------------------------------------------------------------ the sanity check
+
+
+def test_rank_correlation_averages_ties_and_refuses_constant_maps() -> None:
+    from reportgen.gather.cams import rank_correlation
+
+    def spearman(a: list[float], b: list[float]) -> float:
+        def ranks(v: list[float]) -> list[float]:
+            return [sum(w < x for w in v) + (sum(w == x for w in v) - 1) / 2 for x in v]
+
+        x, y = ranks(a), ranks(b)
+        mx, my = sum(x) / len(x), sum(y) / len(y)
+        num = sum((p - mx) * (q - my) for p, q in zip(x, y, strict=True))
+        den = (sum((p - mx) ** 2 for p in x) * sum((q - my) ** 2 for q in y)) ** 0.5
+        return num / den
+
+    a, b = [0.0, 0.0, 0.0, 1.0, 2.0, 2.0, 5.0], [0.5, 0.0, 0.1, 0.2, 0.3, 0.1, 0.9]
+    assert rank_correlation(torch.tensor(a), torch.tensor(b)) == pytest.approx(spearman(a, b))
+    assert rank_correlation(
+        torch.tensor([1.0, 2.0, 3.0]), torch.tensor([9.0, 4.0, 1.0])
+    ) == pytest.approx(-1.0)
+    assert rank_correlation(torch.zeros(4), torch.arange(4.0)) is None
+
+
+def test_the_sanity_check_randomises_the_layers_conv_and_puts_its_weights_back(tiny_config) -> None:
+    from helpers import read_report_json
+
+    from reportgen.pipeline import build
+
+    torch.manual_seed(4)
+    model = TinyNet().eval()
+    adapter = TorchAdapter(model, torch.device("cpu"), input_shape=(3, 16, 16))
+    x = torch.randn(2, 3, 16, 16)
+    before = model.features[5].weight.detach().clone()  # the conv before the last ReLU
+    with adapter.gradients() as plain:
+        a, _ = plain.run(x, [[0], [0]])
+    with adapter.gradients(randomize=True) as randomized:
+        assert not torch.equal(model.features[5].weight, before)
+        b, _ = randomized.run(x, [[0], [0]])
+    assert torch.equal(model.features[5].weight, before)
+    assert not torch.allclose(a, b)
+
+    build(tiny_config)
+    data = read_report_json(tiny_config.site.out)
+    assert data["cam"]["randomized_layer"] == "features.5"
+    checked = [i["cam_randomized_rank_correlation"] for i in data["images"] if i["cams"]]
+    assert checked and all(v is None or -1.0 <= v <= 1.0 for v in checked)
+    assert any(v is not None for v in checked)
+    page = next((tiny_config.site.out / "images").glob("*.html")).read_text(encoding="utf-8")
+    assert "Sanity check" in page and "features.5" in page

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVE_SHARE",
+    "CAM_SANITY",
     "CHANCE_MIN_IMAGES",
     "COPY_CORRELATION",
     "DEAD_FILTER_RATIO",
@@ -70,6 +71,10 @@ NEVER_RIGHT_MIN_IMAGES = 5
 SKEW_DISTANCE = 0.4
 SKEW_MIN_IMAGES = 20
 CHANCE_MIN_IMAGES = 20
+
+# Class activation maps: the sanity check's rank correlation at or above which a map is
+# said to barely depend on the weights of its layer.
+CAM_SANITY = 0.8
 
 # Shortcuts.
 SHORTCUT_LIFT = 0.5
@@ -170,6 +175,13 @@ DEFINITIONS = {
     "prediction_skew": (
         "the predicted classes are distributed far from the true ones: total variation "
         f"distance at least {SKEW_DISTANCE:g} over at least {SKEW_MIN_IMAGES} labeled images"
+    ),
+    "cam_sanity": (
+        "the sanity check of a class activation map (Adebayo et al., 2018): the same map "
+        "computed with the weights of its layer's conv replaced by seeded random values of "
+        "the same standard deviation, compared with the map by Spearman's rank correlation "
+        f"over its positions; at {CAM_SANITY:g} or more the map barely depends on what that "
+        "layer learned and explains little"
     ),
     "below_chance": (
         f"top-1 accuracy over at least {CHANCE_MIN_IMAGES} labeled images below one over "

@@ -26,7 +26,15 @@ from ..data.files import ImageFile
 from ..errors import InferenceError
 from ..models.adapter import ModelAdapter
 
-__all__ = ["METHODS", "ImageCams", "gather_cams", "grad_cam", "layer_cam"]
+__all__ = [
+    "METHODS",
+    "CamSettings",
+    "ImageCams",
+    "gather_cams",
+    "grad_cam",
+    "layer_cam",
+    "rank_correlation",
+]
 
 
 def grad_cam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -46,6 +54,34 @@ METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 }
 
 
+def _ranks(values: torch.Tensor) -> torch.Tensor:
+    """Rank a 1-D tensor from 0, ties sharing their average rank."""
+    ordered, order = values.sort(stable=True)
+    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
+    starts = counts.cumsum(0) - counts
+    average = starts.double() + (counts.double() - 1.0) / 2.0
+    ranks = torch.empty(len(values), dtype=torch.float64)
+    ranks[order] = average[inverse]
+    return ranks
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """Return Spearman's rank correlation of two maps' values, or None when one is constant."""
+    x, y = _ranks(a.flatten().cpu()), _ranks(b.flatten().cpu())
+    x, y = x - x.mean(), y - y.mean()
+    scale = float(x.norm() * y.norm())
+    return None if scale == 0.0 else float((x * y).sum()) / scale
+
+
+@dataclass(frozen=True)
+class CamSettings:
+    """How to compute the maps: the method, the layer (None: chosen), and the sanity check."""
+
+    method: str = "gradcam"
+    layer: str | None = None
+    sanity: bool = True
+
+
 @dataclass(frozen=True)
 class ImageCams:
     """One image's model input and its class activation maps, one per class asked for."""
@@ -54,6 +90,7 @@ class ImageCams:
     input: torch.Tensor  # [C, H, W], normalized as the model saw it
     labels: tuple[int, ...]
     maps: torch.Tensor  # [len(labels), h, w] at the CAM layer's resolution, on the host
+    randomized: float | None  # the sanity check's rank correlation, for the first class
 
 
 def gather_cams(
@@ -61,8 +98,7 @@ def gather_cams(
     files: Sequence[ImageFile],
     prepare: Prepare,
     wanted: Mapping[int, tuple[int, ...]],
-    method: str,
-    layer: str | None,
+    settings: CamSettings,
     batch_size: int,
 ) -> Generator[ImageCams, None, None]:
     """Yield, in index order, the maps of each image in ``wanted`` for the classes it lists.
@@ -70,8 +106,13 @@ def gather_cams(
     ``wanted[i]`` names the classes whose maps image ``i`` needs (the predicted class
     first, then the true one for a mistake). Images that ask for fewer classes than others
     in their batch repeat their last one, and the repeats are dropped.
+
+    With ``settings.sanity`` (Adebayo et al., 2018, "Sanity checks for saliency maps"), each batch
+    runs once more with the weights of the layer's conv randomised, and each image's first
+    map is compared with its map under those weights by rank correlation. A map that
+    hardly changes shows the input's structure, not what the model learned.
     """
-    compute = METHODS[method]
+    compute, layer = METHODS[settings.method], settings.layer
     with adapter.gradients(layer) as model:
         for batch in batches(files, prepare, batch_size, sorted(wanted)):
             if batch.failed or batch.pixels is None:
@@ -82,5 +123,15 @@ def gather_cams(
             classes = [(*labels, *(labels[-1:] * (slots - len(labels)))) for labels in asked]
             activations, gradients = model.run(batch.pixels, classes)
             maps = torch.stack([compute(activations, g) for g in gradients], dim=1).cpu()
+            checks: list[float | None] = [None] * len(asked)
+            if settings.sanity:
+                with adapter.gradients(layer, randomize=True) as randomized:
+                    other, (other_gradients,) = randomized.run(
+                        batch.pixels, [labels[:1] for labels in asked]
+                    )
+                shuffled = compute(other, other_gradients).cpu()
+                checks = [rank_correlation(maps[r, 0], shuffled[r]) for r in range(len(asked))]
             for row, (index, labels) in enumerate(zip(batch.indices, asked, strict=True)):
-                yield ImageCams(index, batch.pixels[row], labels, maps[row, : len(labels)])
+                yield ImageCams(
+                    index, batch.pixels[row], labels, maps[row, : len(labels)], checks[row]
+                )

@@ -118,6 +118,12 @@ class ModelAdapter(Protocol):
         """Say where class activation maps are computed: ``name`` (``--cam-layer``) or chosen."""
         ...
 
-    def gradients(self, name: str | None = None) -> AbstractContextManager[Gradients]:
-        """Open the model for the gradient pass at :meth:`cam_layer`'s layer."""
+    def gradients(
+        self, name: str | None = None, randomize: bool = False
+    ) -> AbstractContextManager[Gradients]:
+        """Open the model for the gradient pass at :meth:`cam_layer`'s layer.
+
+        With ``randomize``, the weights of the layer's conv are replaced by seeded random
+        ones of the same standard deviation for the block, and put back exactly after it.
+        """
         ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import cast
 
 import torch
@@ -160,6 +160,21 @@ class _TorchRecording:
         }
 
 
+@contextmanager
+def _randomized(weight: nn.Parameter, seed: int = 0) -> Iterator[None]:
+    """Replace ``weight`` by seeded normal values of its own standard deviation, then restore it."""
+    saved = weight.detach().clone()
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(weight.shape, generator=generator, dtype=torch.float32)
+    try:
+        with torch.no_grad():
+            weight.copy_((noise * saved.float().std()).to(weight.device, weight.dtype))
+        yield
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+
+
 class TorchAdapter:
     """A PyTorch module behind the :class:`reportgen.models.adapter.ModelAdapter` seam."""
 
@@ -238,13 +253,30 @@ class TorchAdapter:
         return CamLayer(target.name, target.point, target.conv, *target.shape)
 
     @contextmanager
-    def gradients(self, name: str | None = None) -> Iterator[GradientRecorder]:
-        """Open the model for the gradient pass at :meth:`cam_layer`'s layer."""
+    def gradients(
+        self, name: str | None = None, randomize: bool = False
+    ) -> Iterator[GradientRecorder]:
+        """Open the model for the gradient pass at :meth:`cam_layer`'s layer.
+
+        With ``randomize``, the weights of the layer's conv are replaced by seeded random
+        ones of the same standard deviation for the block, and put back exactly after it.
+        """
         target = self._target(name)
-        with GradientRecorder(
-            self._module, target.module, target.call, self._output_key
-        ) as recorder:
-            yield recorder
+        with ExitStack() as stack:
+            if randomize:
+                stack.enter_context(_randomized(self._randomizable(target)))
+            yield stack.enter_context(
+                GradientRecorder(self._module, target.module, target.call, self._output_key)
+            )
+
+    def _randomizable(self, target: Target) -> nn.Parameter:
+        """Return the weights the sanity check randomises: the target's conv's, or its own."""
+        conv = dict(self._module.named_modules()).get(target.conv) if target.conv else None
+        for candidate in (conv, target.module):
+            weight = getattr(candidate, "weight", None)
+            if isinstance(weight, nn.Parameter):
+                return weight
+        raise ModelError(f"the CAM layer {target.name} has no weights to randomise")
 
     @contextmanager
     def recording(self, taps: Collection[Tap], sink: Sink) -> Iterator[_TorchRecording]:

@@ -44,7 +44,15 @@ def _image(report: Report, image: ImageRecord) -> dict[str, Any]:
             name: _finite(v) for name, v in zip(PROPERTY_NAMES, image.properties, strict=True)
         },
         "cams": _image_cams(report, image),
+        "cam_randomized_rank_correlation": _randomized(report, image),
     }
+
+
+def _randomized(report: Report, image: ImageRecord) -> float | None:
+    if report.cams is None:
+        return None
+    value = report.cams.randomized_by_index.get(image.index)
+    return None if value is None else _finite(value)
 
 
 def _image_cams(report: Report, image: ImageRecord) -> list[dict[str, Any]]:
@@ -76,7 +84,21 @@ def _cams(cams: Cams | None) -> dict[str, Any] | None:
         "conv": layer.conv,
         "shape": [layer.channels, layer.height, layer.width],
         "images": len(cams.images),
+        "randomized_layer": cams.randomized_layer,
+        "median_randomized_rank_correlation": _median(
+            [v for _, v in cams.randomized if v is not None]
+        ),
     }
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return _finite(ordered[middle])
+    return _finite((ordered[middle - 1] + ordered[middle]) / 2)
 
 
 def _point(record: PointRecord) -> dict[str, Any]:

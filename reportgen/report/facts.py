@@ -316,11 +316,21 @@ class Cams:
     method: str  # "gradcam" or "layercam"
     layer: CamLayer
     images: tuple[tuple[int, tuple[CamMap, ...]], ...]  # file order; the predicted class first
+    # The sanity check: the layer whose weights were randomised, and per image the rank
+    # correlation of its predicted class's map with the map under those weights (None
+    # where a map is constant).
+    randomized_layer: str | None = None
+    randomized: tuple[tuple[int, float | None], ...] = ()
 
     @cached_property
     def by_index(self) -> dict[int, tuple[CamMap, ...]]:
         """Map each image's file index to its maps."""
         return dict(self.images)
+
+    @cached_property
+    def randomized_by_index(self) -> dict[int, float | None]:
+        """Map each image's file index to its sanity-check rank correlation."""
+        return dict(self.randomized)
 
 
 @dataclass(frozen=True)

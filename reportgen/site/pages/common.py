@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from ...analysis.rules import CAM_SANITY
 from ...report.facts import Prediction, Report
 from .. import urls
 from ..choices import SiteChoices
@@ -283,6 +284,33 @@ class PageContext:
             picture = self.picture(linker, urls.cam_picture(index, cam.label, self.ext), alt)
             views.append(CamView(picture, role, name))
         return tuple(views)
+
+    def cam_check(self, index: int) -> tuple[str, bool]:
+        """Say what the sanity check found for image ``index``'s map, and whether it failed."""
+        cams = self.report.cams
+        if cams is None or cams.randomized_layer is None or index not in cams.by_index:
+            return "", False
+        value = cams.randomized_by_index.get(index)
+        layer = cams.randomized_layer
+        if value is None:
+            return (
+                f"Sanity check: with {layer}'s weights randomised, one of the two maps is "
+                "constant, so they cannot be compared.",
+                False,
+            )
+        failed = value >= CAM_SANITY
+        verdict = (
+            f"at least {CAM_SANITY:g}: this map barely depends on what {layer} learned, so it "
+            "shows the image's structure more than the model's reasons"
+            if failed
+            else f"below {CAM_SANITY:g}: the map depends on what the layer learned"
+        )
+        return (
+            f"Sanity check (Adebayo et al., 2018): with {layer}'s weights randomised, the map "
+            f"of the predicted class has a rank correlation of {value:.2f} with this one, "
+            f"{verdict}.",
+            failed,
+        )
 
     def cam_rule(self) -> str:
         """Say how the maps were computed and where: method, layer, point, resolution."""

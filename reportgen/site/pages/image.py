@@ -61,6 +61,8 @@ class ImagePage:
     cams: tuple[CamView, ...]
     cam_rule: str  # method, layer, point and resolution; empty without maps
     cam_anchor: str
+    cam_check: str  # the sanity check's result, in words; empty without one
+    cam_check_failed: bool
     rank: str  # "relative" or "mean"
     layers: tuple[LayerView, ...]
     toc: tuple[Link, ...]
@@ -92,6 +94,7 @@ def image_page(ctx: PageContext, position: int) -> ImagePage:
         )
         for layer in r.layers
     )
+    check, failed = ctx.cam_check(index)
     top = tuple(TopEntry(r.class_name(c), pct(v), round(v, 4), c == p.label) for c, v in p.top)
 
     def neighbour(offset: int, text: str) -> Link | None:
@@ -115,6 +118,8 @@ def image_page(ctx: PageContext, position: int) -> ImagePage:
         cams=ctx.cam_views(linker, index),
         cam_rule=ctx.cam_rule(),
         cam_anchor=linker.anchor("where-it-looked"),
+        cam_check=check,
+        cam_check_failed=failed,
         rank=ctx.choices.rank,
         layers=views,
         toc=tuple(
