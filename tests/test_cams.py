@@ -176,7 +176,7 @@ def test_a_build_states_and_draws_the_maps_of_the_images_it_shows(tiny_config) -
             )
             assert picture.is_file()
     page = (out / "mistakes.html").read_text(encoding="utf-8")
-    assert "Grad-CAM at features.6 (after ReLU), 16×16" in page
+    assert "Grad-CAM at features.6 (after ReLU, following features.5), 16×16" in page
     assert check_site(out) == []
 
 

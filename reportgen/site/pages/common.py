@@ -318,7 +318,8 @@ class PageContext:
         if cams is None:
             return ""
         layer = cams.layer
+        follows = f", following {layer.conv}" if layer.conv and layer.conv != layer.name else ""
         return (
-            f"{METHOD_NAMES[cams.method]} at {layer.name} ({layer.point}), "
+            f"{METHOD_NAMES[cams.method]} at {layer.name} ({layer.point}{follows}), "
             f"{layer.height}×{layer.width}"
         )
