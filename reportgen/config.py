@@ -172,6 +172,13 @@ class DataConfig:
         metavar="CSV",
         help="True labels from a CSV with columns path,label (paths relative to --images).",
     )
+    masks: Path | None = _option(
+        None,
+        "--masks",
+        kind="dir",
+        metavar="DIR|CSV",
+        help="Object masks laid out like --images, or a CSV of boxes path,x0,y0,x1,y1: how much of each class activation map lies on the object.",
+    )
 
 
 @dataclass(frozen=True)

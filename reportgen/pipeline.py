@@ -12,9 +12,11 @@ import sys
 import webbrowser
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from PIL import Image
 from tqdm import tqdm
 
 from .analysis.accuracy import accuracy
@@ -28,9 +30,10 @@ from .analysis.selection import Selection, select
 from .config import BuildConfig
 from .data.files import ImageFile, collect_images
 from .data.labels import name_classes, resolve_labels
+from .data.masks import Masks, read_masks
 from .drawing.encoder import Pictures
 from .errors import FindingsError, ModelError
-from .gather.cams import CamSettings, gather_cams
+from .gather.cams import CamSettings, ImageCams, energy_inside, gather_cams
 from .gather.maps import gather_maps
 from .models.load import LoadedModel, load_model
 from .report.document import to_json
@@ -214,21 +217,55 @@ def cam_classes(report: Report, selection: Selection, mode: str) -> dict[int, tu
     return wanted
 
 
+def _cam_maps(image: ImageCams) -> tuple[CamMap, ...]:
+    """State one image's maps as facts: raw values at the layer's resolution, and ranges."""
+    return tuple(
+        CamMap(
+            label=label,
+            values=tuple(float(v) for v in cam.flatten().tolist()),
+            min=float(cam.min()),
+            max=float(cam.max()),
+        )
+        for label, cam in zip(image.labels, image.maps, strict=True)
+    )
+
+
+def _inside(
+    image: ImageCams, masks: Masks, files: Sequence[ImageFile], loaded: LoadedModel
+) -> float | None:
+    """Return the share of an image's first map inside its object mask, if it has a mask."""
+    with Image.open(files[image.index].path) as opened:
+        size = opened.size
+    mask = masks.image(image.index, size)
+    if mask is None:
+        return None
+    return energy_inside(image.maps[0], loaded.preprocess.mask(mask))
+
+
+@dataclass(frozen=True)
+class CamJob:
+    """What the gradient pass is asked for: each image's classes, and the object masks."""
+
+    wanted: dict[int, tuple[int, ...]]
+    masks: Masks | None
+
+
 def _cams(
     config: BuildConfig,
     files: Sequence[ImageFile],
     loaded: LoadedModel,
-    wanted: dict[int, tuple[int, ...]],
+    job: CamJob,
     pictures: Pictures,
     clock: Timings,
 ) -> Cams:
-    """Run the gradient pass over ``wanted``, draw each map over its image, and state them."""
-    site, preprocess = config.site, loaded.preprocess
+    """Run the gradient pass over the job's images, draw each map over its image, and state them."""
+    site, preprocess, wanted, masks = config.site, loaded.preprocess, job.wanted, job.masks
     layer = loaded.adapter.cam_layer(site.cam_layer)
     settings = CamSettings(site.cam_method, site.cam_layer, sanity=layer.conv is not None)
     stream = gather_cams(loaded.adapter, files, preprocess, wanted, settings, config.run.batch_size)
     images: list[tuple[int, tuple[CamMap, ...]]] = []
     randomized: list[tuple[int, float | None]] = []
+    inside: list[tuple[int, float | None]] = []
     with (
         progress_bar(len(wanted), config.run.quiet, "class activation maps", "img") as progress,
         closing(stream),
@@ -240,21 +277,20 @@ def _cams(
                 break
             with clock.stage(DRAW_CAMS):
                 draw_cams(pictures, image, preprocess.mean, preprocess.std)
-            maps = tuple(
-                CamMap(
-                    label=label,
-                    values=tuple(float(v) for v in cam.flatten().tolist()),
-                    min=float(cam.min()),
-                    max=float(cam.max()),
-                )
-                for label, cam in zip(image.labels, image.maps, strict=True)
-            )
-            images.append((image.index, maps))
+                if masks is not None and image.index in masks:
+                    inside.append((image.index, _inside(image, masks, files, loaded)))
+            images.append((image.index, _cam_maps(image)))
             randomized.append((image.index, image.randomized))
             progress(1)
-    if not settings.sanity:
-        return Cams(site.cam_method, layer, tuple(images))
-    return Cams(site.cam_method, layer, tuple(images), layer.conv, tuple(randomized))
+    return Cams(
+        method=site.cam_method,
+        layer=layer,
+        images=tuple(images),
+        randomized_layer=layer.conv if settings.sanity else None,
+        randomized=tuple(randomized) if settings.sanity else (),
+        masks=None if masks is None else masks.source,
+        inside=tuple(inside),
+    )
 
 
 def _with_cams(
@@ -262,22 +298,23 @@ def _with_cams(
     files: Sequence[ImageFile],
     loaded: LoadedModel,
     report: Report,
-    selection: Selection,
+    job: CamJob,
     pictures: Pictures,
     clock: Timings,
 ) -> Report:
     """Add class activation maps to the report; with the layer chosen for the user, a model
     whose logits do not depend on it gets a warning instead of a failed build."""
-    wanted = cam_classes(report, selection, config.site.cam)
     try:
-        cams = _cams(config, files, loaded, wanted, pictures, clock)
+        cams = _cams(config, files, loaded, job, pictures, clock)
     except ModelError as exc:
         if config.site.cam_layer is not None:
             raise
         return dataclasses.replace(
             report, warnings=(*report.warnings, f"no class activation maps: {exc}")
         )
-    return dataclasses.replace(report, cams=cams)
+    report = dataclasses.replace(report, cams=cams)
+    # Findings about the maps (with --masks) can only be judged now.
+    return dataclasses.replace(report, findings=find(report))
 
 
 def _draw(
@@ -354,6 +391,7 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
 
     with clock.stage("find image files"):
         files, passed_over = collect_images(config.data.images, exclude=site_config.out)
+        masks = None if config.data.masks is None else read_masks(config.data.masks, files)
     with clock.stage("load model"):
         loaded = load_model(config.model, run)
     with progress_bar(len(files), run.quiet, "inference", "img") as progress:
@@ -371,7 +409,8 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
             site.write_bytes, site_config.image_format, site_config.single_file
         ) as pictures:
             if config.site.cam != "none":
-                report = _with_cams(config, files, loaded, report, selection, pictures, clock)
+                job = CamJob(cam_classes(report, selection, site_config.cam), masks)
+                report = _with_cams(config, files, loaded, report, job, pictures, clock)
                 for warning in report.warnings[len(warnings) :]:
                     echo(f"Warning: {warning}")
             shown = _draw(config, files, loaded, report, selection, pictures, clock)

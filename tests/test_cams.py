@@ -291,3 +291,110 @@ def test_the_sanity_check_randomises_the_layers_conv_and_puts_its_weights_back(t
     assert any(v is not None for v in checked)
     page = next((tiny_config.site.out / "images").glob("*.html")).read_text(encoding="utf-8")
     assert "Sanity check" in page and "features.5" in page
+
+
+# ------------------------------------------------------------------ object or background
+
+
+@pytest.fixture(scope="module")
+def shapes_lab(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A clean and a background-trained PlantNet, a folder with random class-coded
+    backgrounds, and each picture's object mask (every pixel unlike its background)."""
+    import numpy as np
+    from PIL import Image
+    from planted import CLASSES, draw_folder, train
+
+    root = tmp_path_factory.mktemp("masks")
+    torch.save(train().state_dict(), root / "clean.pt")
+    torch.save(train("shortcut").state_dict(), root / "coded.pt")
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    images = draw_folder(root / "images", 12, seed=9, background="shuffled")
+    for path in sorted(images.rglob("*.png")):
+        with Image.open(path) as picture:
+            rgb = picture.convert("RGB")
+        pixels = np.asarray(rgb)
+        unlike = (pixels != pixels[0, 0]).any(axis=2)
+        mask = Image.fromarray((unlike * 255).astype(np.uint8), mode="L")
+        target = root / "masks" / path.relative_to(images)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        mask.save(target)
+    return {"root": root, "images": images, "masks": root / "masks"}
+
+
+def test_masks_show_a_background_trained_model_looking_at_the_background(shapes_lab) -> None:
+    from pathlib import Path
+
+    import numpy as np
+    from helpers import read_report_json
+    from PIL import Image
+    from planted import OPTIONS
+
+    from reportgen import build_report
+
+    planted = Path(__file__).with_name("planted.py")
+
+    shares = {}
+    for name in ("clean", "coded"):
+        out = shapes_lab["root"] / f"site-{name}"
+        build_report(
+            f"{planted}:PlantNet",
+            shapes_lab["images"],
+            out,
+            weights=str(shapes_lab["root"] / f"{name}.pt"),
+            classes=shapes_lab["root"] / "classes.txt",
+            masks=shapes_lab["masks"],
+            cam="all",
+            examples=2,
+            **OPTIONS,
+        )
+        data = read_report_json(out)
+        assert data["cam"]["images_with_masks"] == 36
+        values = [i["cam_energy_inside"] for i in data["images"]]
+        assert all(v is None or 0.0 <= v <= 1.0 for v in values)
+        shares[name] = sum(v for v in values if v is not None) / sum(v is not None for v in values)
+        shares[name + " findings"] = {f["kind"] for f in data["findings"]}
+        objects = [
+            float((np.asarray(Image.open(m)) > 127).mean())
+            for m in sorted(shapes_lab["masks"].rglob("*.png"))
+        ]
+        shares["area"] = sum(objects) / len(objects)
+    # Measured: the shapes cover 0.18 of a picture on average; the clean model keeps 0.47
+    # of its maps' energy on them, the background-trained one 0.30.
+    assert shares["clean"] > 1.3 * shares["coded"] and shares["clean"] > 2 * shares["area"]
+    assert "background_attention" in shares["coded findings"]
+    assert "background_attention" not in shares["clean findings"]
+
+
+def test_boxes_from_a_csv_become_masks_in_the_inputs_geometry(images, tmp_path) -> None:
+    from helpers import assert_clean_error, cli_args, run
+
+    from reportgen.data.files import collect_images
+    from reportgen.data.masks import read_masks
+    from reportgen.models.preprocess import Preprocess
+
+    files, _ = collect_images(images)
+    first = files[0].rel
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text(f"path,x0,y0,x1,y1\n{first},0,0,9,39\n{first},30,0,39,9\n", encoding="utf-8")
+    masks = read_masks(boxes, files)
+    assert 0 in masks and 1 not in masks and len(masks) == 1
+    drawn = masks.image(0, (40, 40))
+    assert drawn is not None
+    assert drawn.getpixel((5, 20)) == 255 and drawn.getpixel((35, 5)) == 255
+    assert drawn.getpixel((20, 20)) == 0
+    # Resized to 40 and cropped to 20 about the centre: the crop keeps x and y from 10 to 29,
+    # so the left box (x ≤ 9) and the corner box fall outside it.
+    placed = Preprocess(40, 20, (0.5,) * 3, (0.25,) * 3, "bilinear", 3, "test").mask(drawn)
+    assert placed.shape == (20, 20) and not placed.any()
+    wide = Preprocess(40, 40, (0.5,) * 3, (0.25,) * 3, "bilinear", 3, "test").mask(drawn)
+    assert wide[20, :9].all() and not wide[20, 12:28].any()
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"{first},0,0,nine,9\n", encoding="utf-8")
+    code, out, err = run(*cli_args(images, tmp_path / "site", "--masks", str(bad), "-q"))
+    assert code == 2
+    assert_clean_error(code, out, err, "line 1", "is not four numbers")
+    code, out, err = run(
+        *cli_args(images, tmp_path / "site", "--masks", str(tmp_path / "nope"), "-q")
+    )
+    assert_clean_error(code, out, err, "no such folder or file")

@@ -294,3 +294,36 @@ def test_dead_filters_are_named_in_the_singular_and_the_plural() -> None:
     two = FilterStats((1.0, 0.0, 0.0, 1.0), (1, 2), (), True, 0.3)
     (found,) = [f for f in find(report([layer("c", filters=two)])) if f.kind == "dead_filters"]
     assert "2 filters of 4 in c have (almost) zero weights: filters 1, 2. Their" in found.message
+
+
+# ------------------------------------------------------------------ where the maps lie
+
+
+def test_mistakes_whose_maps_lie_on_the_background_are_named_by_class() -> None:
+    from reportgen.analysis.rules import BACKGROUND_MIN_MISTAKES, BACKGROUND_SHARE
+    from reportgen.report.facts import CamLayer, Cams
+
+    # Class 0: three mistakes (predicted 1) at 0.2 inside, two correct at 0.8; class 1:
+    # three mistakes exactly at the threshold, which is not below it.
+    pairs = [(0, 1)] * 3 + [(0, 0)] * 2 + [(1, 0)] * 3
+    images = labeled(pairs)
+    shares = [0.2, 0.2, 0.2, 0.8, 0.8] + [BACKGROUND_SHARE] * 3
+    layer_facts = CamLayer("x", "after ReLU", "conv", 4, 2, 2)
+    cams = Cams("gradcam", layer_facts, (), masks="masks", inside=tuple(enumerate(shares)))
+    found = [f for f in find(report(images=images, cams=cams)) if f.kind == "background_attention"]
+    assert [f.classes for f in found] == [(0,)]
+    assert dict(found[0].evidence)["inside_wrong"] == 0.2
+    assert (
+        "20% of the predicted class's map lies inside the object over 3 mistakes"
+        in found[0].message
+    )
+    assert "(correct images of the class: 80%)" in found[0].message
+    # Fewer mistakes than the rule asks for, or no masks: nothing.
+    few = Cams("gradcam", layer_facts, (), masks="masks", inside=tuple(enumerate(shares[1:])))
+    short = labeled(pairs[1:])
+    assert BACKGROUND_MIN_MISTAKES == 3
+    assert not [f for f in find(report(images=short, cams=few)) if f.kind == "background_attention"]
+    bare = Cams("gradcam", layer_facts, (), inside=tuple(enumerate(shares)))
+    assert not [
+        f for f in find(report(images=images, cams=bare)) if f.kind == "background_attention"
+    ]

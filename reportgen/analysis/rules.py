@@ -10,6 +10,8 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVE_SHARE",
+    "BACKGROUND_MIN_MISTAKES",
+    "BACKGROUND_SHARE",
     "CAM_SANITY",
     "CHANCE_MIN_IMAGES",
     "COPY_CORRELATION",
@@ -75,6 +77,10 @@ CHANCE_MIN_IMAGES = 20
 # Class activation maps: the sanity check's rank correlation at or above which a map is
 # said to barely depend on the weights of its layer.
 CAM_SANITY = 0.8
+# With object masks: a class whose mistakes keep less than this share of their maps' energy
+# on the object, over at least this many mistakes, is said to be judged by its background.
+BACKGROUND_SHARE = 0.5
+BACKGROUND_MIN_MISTAKES = 3
 
 # Shortcuts.
 SHORTCUT_LIFT = 0.5
@@ -182,6 +188,13 @@ DEFINITIONS = {
         "the same standard deviation, compared with the map by Spearman's rank correlation "
         f"over its positions; at {CAM_SANITY:g} or more the map barely depends on what that "
         "layer learned and explains little"
+    ),
+    "background_attention": (
+        "with --masks: the share of a class activation map's energy inside the object mask "
+        "(the map enlarged to the input, summed inside the mask over its total; Score-CAM's "
+        "energy-based pointing game), for the predicted class; a class whose wrong "
+        f"predictions keep on average less than {BACKGROUND_SHARE:.0%} of it on the object, "
+        f"over at least {BACKGROUND_MIN_MISTAKES} mistakes with a mask, is reported"
     ),
     "below_chance": (
         f"top-1 accuracy over at least {CHANCE_MIN_IMAGES} labeled images below one over "

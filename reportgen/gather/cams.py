@@ -30,6 +30,7 @@ __all__ = [
     "METHODS",
     "CamSettings",
     "ImageCams",
+    "energy_inside",
     "gather_cams",
     "grad_cam",
     "layer_cam",
@@ -52,6 +53,22 @@ METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "gradcam": grad_cam,
     "layercam": layer_cam,
 }
+
+
+def energy_inside(cam: torch.Tensor, mask: torch.Tensor) -> float | None:
+    """Return the share of a map's energy inside an object mask ``[H, W]`` of the input.
+
+    The energy-based pointing game of Score-CAM (Wang et al., 2020, section 4.2): the map,
+    enlarged to the input by bilinear interpolation as it is displayed, summed inside the
+    mask over its sum everywhere. None for a map that is zero everywhere.
+    """
+    large = torch.nn.functional.interpolate(
+        cam.float()[None, None], size=tuple(mask.shape), mode="bilinear", align_corners=False
+    )[0, 0].clamp(min=0.0)
+    total = float(large.sum())
+    if total <= 0.0:
+        return None
+    return float(large[mask.to(large.device)].sum()) / total
 
 
 def _ranks(values: torch.Tensor) -> torch.Tensor:

@@ -56,11 +56,20 @@ class Preprocess:
             f"centre crop {self.crop}×{self.crop}; normalize mean ({mean}), std ({std})"
         )
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        """Return the normalized ``[C, H, W]`` input tensor for ``image``."""
+    def _place(self, image: Image.Image) -> Image.Image:
+        """Resize and centre crop, as every input is."""
         mode = InterpolationMode(self.interpolation)
         image = tvf.resize(image, [self.resize], interpolation=mode, antialias=True)
-        image = tvf.center_crop(image, [self.crop, self.crop])
+        return cast("Image.Image", tvf.center_crop(image, [self.crop, self.crop]))
+
+    def mask(self, mask: Image.Image) -> torch.Tensor:
+        """Return an 8-bit object mask as ``[H, W]`` booleans where its image's input is."""
+        placed = cast("torch.Tensor", tvf.pil_to_tensor(self._place(mask.convert("L"))))
+        return placed[0] >= 128
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        """Return the normalized ``[C, H, W]`` input tensor for ``image``."""
+        image = self._place(image)
         tensor = tvf.pil_to_tensor(image).to(torch.float32).div_(255.0)
         if self.bgr and self.channels == 3:
             tensor = tensor.flip(0)

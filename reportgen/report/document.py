@@ -45,7 +45,15 @@ def _image(report: Report, image: ImageRecord) -> dict[str, Any]:
         },
         "cams": _image_cams(report, image),
         "cam_randomized_rank_correlation": _randomized(report, image),
+        "cam_energy_inside": _inside(report, image),
     }
+
+
+def _inside(report: Report, image: ImageRecord) -> float | None:
+    if report.cams is None:
+        return None
+    value = report.cams.inside_by_index.get(image.index)
+    return None if value is None else _finite(value)
 
 
 def _randomized(report: Report, image: ImageRecord) -> float | None:
@@ -84,6 +92,8 @@ def _cams(cams: Cams | None) -> dict[str, Any] | None:
         "conv": layer.conv,
         "shape": [layer.channels, layer.height, layer.width],
         "images": len(cams.images),
+        "masks": cams.masks,
+        "images_with_masks": len(cams.inside),
         "randomized_layer": cams.randomized_layer,
         "median_randomized_rank_correlation": _median(
             [v for _, v in cams.randomized if v is not None]

@@ -321,11 +321,20 @@ class Cams:
     # where a map is constant).
     randomized_layer: str | None = None
     randomized: tuple[tuple[int, float | None], ...] = ()
+    # With --masks: where the masks came from, and per image with a mask the share of its
+    # predicted class's map energy inside the object (None where the map is all zero).
+    masks: str | None = None
+    inside: tuple[tuple[int, float | None], ...] = ()
 
     @cached_property
     def by_index(self) -> dict[int, tuple[CamMap, ...]]:
         """Map each image's file index to its maps."""
         return dict(self.images)
+
+    @cached_property
+    def inside_by_index(self) -> dict[int, float | None]:
+        """Map each image with a mask to its map's share of energy inside the object."""
+        return dict(self.inside)
 
     @cached_property
     def randomized_by_index(self) -> dict[int, float | None]:

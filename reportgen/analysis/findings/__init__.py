@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ...report.facts import Finding, Report
+from .attention import background_attention
 from .context import SEVERITY_ORDER, Context
 from .data import below_chance, class_never_right, label_swap, prediction_skew
 from .layers import correlated_channels, dead_channels, dead_filters, duplicate_filters
@@ -29,6 +30,7 @@ DETECTORS: tuple[Detector, ...] = (
     below_chance,
     class_never_right,
     prediction_skew,
+    background_attention,
     dead_channels,
     dead_filters,
     duplicate_filters,

@@ -312,6 +312,26 @@ class PageContext:
             failed,
         )
 
+    def cam_inside(self, index: int) -> str:
+        """Say how much of image ``index``'s predicted-class map lies on the object, with masks."""
+        cams = self.report.cams
+        if cams is None or index not in cams.by_index:
+            return ""
+        if cams.masks is None:
+            return (
+                "Without object masks nothing here says whether the map lies on the object or "
+                "on the background; --masks (a folder of masks or a CSV of boxes) adds that."
+            )
+        if index not in cams.inside_by_index:
+            return f"This image has no mask among the {cams.masks}."
+        share = cams.inside_by_index[index]
+        if share is None:
+            return "The map is zero everywhere, so no share of it lies on the object."
+        return (
+            f"{share:.0%} of the predicted class's map lies inside the object mask (its "
+            "energy, enlarged to the input: Score-CAM's energy-based pointing game)."
+        )
+
     def cam_rule(self) -> str:
         """Say how the maps were computed and where: method, layer, point, resolution."""
         cams = self.report.cams

@@ -63,6 +63,7 @@ class ImagePage:
     cam_anchor: str
     cam_check: str  # the sanity check's result, in words; empty without one
     cam_check_failed: bool
+    cam_inside: str  # the share of the map on the object, or what --masks would add
     rank: str  # "relative" or "mean"
     layers: tuple[LayerView, ...]
     toc: tuple[Link, ...]
@@ -120,6 +121,7 @@ def image_page(ctx: PageContext, position: int) -> ImagePage:
         cam_anchor=linker.anchor("where-it-looked"),
         cam_check=check,
         cam_check_failed=failed,
+        cam_inside=ctx.cam_inside(index),
         rank=ctx.choices.rank,
         layers=views,
         toc=tuple(

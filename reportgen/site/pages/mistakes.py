@@ -30,6 +30,7 @@ class MistakesRow:
     wrong: tuple[Card, ...]
     correct: tuple[Card, ...]
     more: int  # wrong predictions of this class not shown
+    inside: str  # with masks: how much of the maps lies on the object, wrong vs correct
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,23 @@ def _confusion(ctx: PageContext) -> tuple[list[int], tuple[ConfusionRow, ...]]:
     return chosen, rows
 
 
+def _inside(ctx: PageContext, label: int) -> str:
+    """Say how much of the maps of a class's images lies on the object, wrong vs correct."""
+    cams = ctx.report.cams
+    if cams is None or cams.masks is None:
+        return ""
+    sides: dict[bool, list[float]] = {False: [], True: []}
+    for index, share in cams.inside:
+        p = ctx.report.image(index).prediction
+        if share is not None and p.label == label:
+            sides[bool(p.correct)].append(share)
+    parts = [
+        f"{side} {sum(v) / len(v):.0%} (mean of {len(v)})" if v else f"{side}: no map with a mask"
+        for side, v in (("mistakes", sides[False]), ("correct images", sides[True]))
+    ]
+    return "Predicted-class map energy inside the object: " + "; ".join(parts) + "."
+
+
 def mistakes_page(ctx: PageContext) -> MistakesPage:
     """Build the mistakes page."""
     r = ctx.report
@@ -120,6 +138,7 @@ def mistakes_page(ctx: PageContext) -> MistakesPage:
             wrong=tuple(ctx.card(linker, i, with_strip=True) for i in row.wrong),
             correct=tuple(ctx.card(linker, i, with_strip=True) for i in row.correct),
             more=row.wrong_total - len(row.wrong),
+            inside=_inside(ctx, row.label),
         )
         for row in ctx.choices.selection.mistakes
     )
