@@ -398,3 +398,38 @@ def test_boxes_from_a_csv_become_masks_in_the_inputs_geometry(images, tmp_path) 
         *cli_args(images, tmp_path / "site", "--masks", str(tmp_path / "nope"), "-q")
     )
     assert_clean_error(code, out, err, "no such folder or file")
+
+
+# ------------------------------------------------------------------ the mistakes page
+
+
+def test_the_most_confused_pairs_come_first_and_matrix_cells_link_to_them(tiny_config) -> None:
+    import re
+
+    from helpers import check_site, read_report_json
+
+    from reportgen.pipeline import build
+
+    build(tiny_config)
+    out = tiny_config.site.out
+    data = read_report_json(out)
+    mistakes: dict[tuple[str, str], int] = {}
+    for image in data["images"]:
+        if image["correct"] is False:
+            key = (image["label"], image["prediction"])
+            mistakes[key] = mistakes.get(key, 0) + 1
+    assert mistakes, "the untrained TinyNet must make mistakes for this test"
+    page = (out / "mistakes.html").read_text(encoding="utf-8")
+    table = page.split('<table class="pairs">')[1].split("</table>")[0]
+    rows = re.findall(
+        r'<a href="[^"]+">([^<]+)</a></th><td>([^<]+)</td><td class="num">(\d+)</td>', table
+    )
+    listed = [((t, q), int(n)) for t, q, n in rows]
+    assert dict(listed) == mistakes
+    assert [n for _, n in listed] == sorted(mistakes.values(), reverse=True)
+    matrix = page.split('<table class="confusion">')[1].split("</table>")[0]
+    linked = [
+        int(n) for n in re.findall(r'<td class="off"[^>]*><a href="[^"]+">(\d+)</a></td>', matrix)
+    ]
+    assert sorted(linked) == sorted(mistakes.values())
+    assert check_site(out) == []

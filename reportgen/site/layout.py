@@ -12,12 +12,14 @@ __all__ = [
     "GRID_PX",
     "MAX_STRIP_LAYERS",
     "MEAN_MAP_PX",
+    "PAIRS_SHOWN",
     "strip_depths",
     "strongest_channels",
 ]
 
 MAX_STRIP_LAYERS = 16
 CONFUSION_LIMIT = 20
+PAIRS_SHOWN = 10  # most confused class pairs listed above the confusion matrix
 FILTERS_SHOWN = 64
 MEAN_MAP_PX = 128
 GRID_PX = 256

@@ -200,6 +200,12 @@ class PageContext:
             point=self.choices.point,
         )
 
+    def class_href(self, linker: Linker, label: int) -> str:
+        """Link a true class to its row of mistakes, or to its per-class accuracy without one."""
+        rows = {row.label for row in self.choices.selection.mistakes}
+        anchor = urls.class_anchor(label) if label in rows else urls.accuracy_anchor(label)
+        return linker.href(urls.MISTAKES, anchor)
+
     def image_label(self, index: int) -> str:
         """Name an image by its path under the image folder."""
         return self.report.image(index).path

@@ -42,9 +42,7 @@ _ABOUT_PREDICTIONS = frozenset({"shortcut", "prediction_skew", "below_chance"})
 
 def _class_link(ctx: PageContext, linker: Linker, label: int) -> Link:
     """Link a class to its row on the mistakes page, or to its per-class accuracy."""
-    rows = {row.label for row in ctx.choices.selection.mistakes}
-    anchor = urls.class_anchor(label) if label in rows else urls.accuracy_anchor(label)
-    return Link(linker.href(urls.MISTAKES, anchor), f"class {ctx.report.class_name(label)}")
+    return Link(ctx.class_href(linker, label), f"class {ctx.report.class_name(label)}")
 
 
 def _links(ctx: PageContext, linker: Linker, finding: Finding) -> list[Link]:

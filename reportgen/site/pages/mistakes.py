@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import urls
-from ..layout import CONFUSION_LIMIT, strip_depths
+from ..layout import CONFUSION_LIMIT, PAIRS_SHOWN, strip_depths
+from ..urls import Linker
 from .common import Card, Chrome, PageContext, pct
 
 __all__ = [
     "ClassRow",
+    "ConfusedPair",
     "ConfusionCell",
     "ConfusionRow",
     "MistakesPage",
@@ -40,6 +42,18 @@ class ConfusionCell:
     count: int
     css: str  # "diag", "off" or "zero"
     predicted: str
+    href: str | None  # a mistake cell links to its true class's mistakes
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    """A true class and the class it is most often mistaken for, with how often."""
+
+    true: str
+    predicted: str
+    count: int
+    share: str  # of the true class's labeled images
+    href: str
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,8 @@ class MistakesPage:
     layer_count: int
     strip_depths: str  # which depths the strip shows, when not all
     omitted: int  # classes with mistakes not shown
+    pairs: tuple[ConfusedPair, ...]  # the most confused pairs, most mistakes first
+    pairs_total: int
     confusion_labels: tuple[str, ...]
     confusion: tuple[ConfusionRow, ...]
     confusion_classes: int  # classes in the matrix
@@ -82,7 +98,28 @@ class MistakesPage:
     cam_rule: str  # method, layer, point and resolution; empty without maps
 
 
-def _confusion(ctx: PageContext) -> tuple[list[int], tuple[ConfusionRow, ...]]:
+def _pairs(ctx: PageContext, linker: Linker) -> tuple[tuple[ConfusedPair, ...], int]:
+    """List the most confused (true, predicted) pairs, most mistakes first, and count them all."""
+    r = ctx.report
+    sizes = {c.index: c.images for c in r.accuracy.per_class}
+    wrong = sorted(
+        ((t, q, n) for t, q, n in r.accuracy.confusion if t != q),
+        key=lambda p: (-p[2], p[0], p[1]),
+    )
+    pairs = tuple(
+        ConfusedPair(
+            true=r.class_name(t),
+            predicted=r.class_name(q),
+            count=n,
+            share=pct(n / sizes[t]) if sizes.get(t) else "—",
+            href=ctx.class_href(linker, t),
+        )
+        for t, q, n in wrong[:PAIRS_SHOWN]
+    )
+    return pairs, len(wrong)
+
+
+def _confusion(ctx: PageContext, linker: Linker) -> tuple[list[int], tuple[ConfusionRow, ...]]:
     r, acc = ctx.report, ctx.report.accuracy
     chosen = sorted(acc.by_involvement[:CONFUSION_LIMIT])
     counts = {(t, q): n for t, q, n in acc.confusion}
@@ -95,6 +132,7 @@ def _confusion(ctx: PageContext) -> tuple[list[int], tuple[ConfusionRow, ...]]:
                     count=counts.get((t, q), 0),
                     css="zero" if not counts.get((t, q)) else ("diag" if t == q else "off"),
                     predicted=r.class_name(q),
+                    href=ctx.class_href(linker, t) if t != q and counts.get((t, q)) else None,
                 )
                 for q in chosen
             ),
@@ -142,7 +180,8 @@ def mistakes_page(ctx: PageContext) -> MistakesPage:
         )
         for row in ctx.choices.selection.mistakes
     )
-    chosen, confusion = _confusion(ctx)
+    chosen, confusion = _confusion(ctx, linker)
+    pairs, pairs_total = _pairs(ctx, linker)
     acc = r.accuracy
     return MistakesPage(
         chrome=ctx.chrome(linker, "mistakes", f"Correct vs wrong — {r.model.name}"),
@@ -152,6 +191,8 @@ def mistakes_page(ctx: PageContext) -> MistakesPage:
         layer_count=len(r.layers),
         strip_depths=", ".join(str(d + 1) for d in depths),
         omitted=ctx.choices.selection.mistake_classes_omitted,
+        pairs=pairs,
+        pairs_total=pairs_total,
         confusion_labels=tuple(r.class_name(q) for q in chosen),
         confusion=confusion,
         confusion_classes=len(chosen),
