@@ -57,6 +57,7 @@ from .site.pictures import draw_cams, draw_image, draw_layer
 from .site.render import render_page, render_single, stylesheet
 from .site.writer import SiteWriter, check_output
 from .tally.conventions import fit_conventions
+from .tally.features import nearest_correct
 from .tally.pass1 import LayerTally, Pass1, run_pass1
 from .timing import Timings
 
@@ -73,6 +74,7 @@ DRAW_LAYERS = "draw filters and charts"
 PAGES = "render and write pages"
 FINDINGS = "findings"
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
+NEAREST = 3  # correct images of the predicted class shown beside each mistake
 
 
 @contextmanager
@@ -109,6 +111,11 @@ def make_report(
         for i, top in sorted(pass1.top.items())
     )
     layers = tuple(_layer_record(depth, layer, loaded) for depth, layer in enumerate(pass1.layers))
+    nearest = {}
+    if pass1.features is not None:
+        wrong = {i.index: i.prediction.predicted for i in images if i.prediction.correct is False}
+        right = [(i.index, i.prediction.predicted) for i in images if i.prediction.correct]
+        nearest = nearest_correct(pass1.features, wrong, right, NEAREST)
     preprocess = loaded.preprocess
     return Report(
         model=ModelFacts(
@@ -136,6 +143,7 @@ def make_report(
         not_called=pass1.not_called,
         definitions=tuple(DEFINITIONS.items()),
         built_at=built_at(),
+        nearest=tuple(sorted(nearest.items())),
     )
 
 
@@ -328,6 +336,11 @@ def _draw(
 ) -> dict[int, tuple[tuple[int, ...], ...]]:
     """Run pass 2 over the selected images and draw every picture; return the channels shown."""
     wanted = {i: False for row in selection.mistakes for i in (*row.wrong, *row.correct)}
+    # The nearest correct images of the class each shown mistake was taken for.
+    nearest = report.nearest_by_index
+    wanted.update(
+        (n, False) for row in selection.mistakes for i in row.wrong for n, _ in nearest.get(i, ())
+    )
     wanted.update(dict.fromkeys(selection.showcase, True))
     preprocess, quiet = loaded.preprocess, config.run.quiet
     shown: dict[int, tuple[tuple[int, ...], ...]] = {}

@@ -433,3 +433,61 @@ def test_the_most_confused_pairs_come_first_and_matrix_cells_link_to_them(tiny_c
     ]
     assert sorted(linked) == sorted(mistakes.values())
     assert check_site(out) == []
+
+
+def test_features_are_kept_as_unit_vectors_whatever_the_batch_size() -> None:
+    from reportgen.tally.features import DIMS, FeaturesReducer
+
+    torch.manual_seed(5)
+    x = torch.randn(6, 300)
+    runs = []
+    for size in (1, 4, 6):
+        reducer = FeaturesReducer(capacity=6)
+        for start in range(0, 6, size):
+            reducer.update(x[start : start + size], torch.arange(start, min(start + size, 6)))
+        runs.append(reducer.finish(reducer.state()))
+    assert runs[0].shape == (6, DIMS)
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
+    assert torch.allclose(runs[0].norm(dim=1), torch.ones(6), atol=2e-3)
+    # The projection keeps cosine similarity roughly (Johnson–Lindenstrauss).
+    exact = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(x, dim=1).T
+    assert (runs[0] @ runs[0].T - exact).abs().max() < 0.3
+
+
+def test_the_nearest_correct_images_are_of_the_predicted_class_nearest_first() -> None:
+    from reportgen.tally.features import nearest_correct
+
+    vectors = torch.tensor([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [1.0, 0.0], [0.0, 1.0]])
+    # Image 0 was wrongly predicted as class 1; images 1, 2, 3 are correct class-1 images,
+    # image 4 a correct class-2 one. Image 3 equals image 0.
+    found = nearest_correct(vectors, {0: 1}, [(1, 1), (2, 1), (3, 1), (4, 2)], k=2)
+    assert [i for i, _ in found[0]] == [3, 1]
+    assert found[0][0][1] == pytest.approx(1.0) and found[0][1][1] == pytest.approx(0.8)
+    assert nearest_correct(vectors, {0: 5}, [(1, 1)], k=2) == {}
+
+
+def test_a_build_shows_each_mistake_beside_its_nearest_correct_images(tiny_config) -> None:
+    from helpers import check_site, read_report_json
+
+    from reportgen.pipeline import build
+
+    build(tiny_config)
+    out = tiny_config.site.out
+    data = read_report_json(out)
+    by_path = {i["path"]: i for i in data["images"]}
+    wrong = [i for i in data["images"] if i["correct"] is False]
+    assert wrong and all(
+        i["nearest_correct"]
+        for i in wrong
+        if any(o["correct"] and o["prediction"] == i["prediction"] for o in data["images"])
+    )
+    for image in wrong:
+        similarities = [n["similarity"] for n in image["nearest_correct"]]
+        assert similarities == sorted(similarities, reverse=True)
+        for n in image["nearest_correct"]:
+            other = by_path[n["path"]]
+            assert other["correct"] is True and other["prediction"] == image["prediction"]
+    assert all(not i["nearest_correct"] for i in data["images"] if i["correct"] is not False)
+    page = (out / "mistakes.html").read_text(encoding="utf-8")
+    assert "Nearest correct <b>" in page and "penultimate features" in page
+    assert check_site(out) == []

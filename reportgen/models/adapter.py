@@ -19,14 +19,26 @@ import torch
 
 from ..report.facts import BlockFacts, CamLayer, ConvFacts
 
-__all__ = ["INPUT", "LOGITS", "Gradients", "ModelAdapter", "Point", "Recording", "Sink", "Tap"]
+__all__ = [
+    "FEATURES",
+    "INPUT",
+    "LOGITS",
+    "Gradients",
+    "ModelAdapter",
+    "Point",
+    "Recording",
+    "Sink",
+    "Tap",
+]
 
-Point = Literal["conv", "activation", "input", "logits"]
+Point = Literal["conv", "activation", "input", "logits", "features"]
 """Where a tensor is taken. ``conv``: a conv layer's own output, before any batch norm or
 activation. ``activation``: the output of the norm and activation modules that the
 forward pass applies to that conv's output (:meth:`ModelAdapter.block` says which).
 ``input``: the batch as the model receives it, normalized. ``logits``: the class logits
-the forward pass returns. Another point is a new value here and a new hook in the
+the forward pass returns. ``features``: the penultimate features, the input of the module
+whose output is the logits (a model whose logits no module returns has none). Another
+point is a new value here and a new hook in the
 adapter; the sink and the reducers stay as they are."""
 
 
@@ -40,6 +52,7 @@ class Tap:
 
 LOGITS = Tap("", "logits")
 INPUT = Tap("", "input")
+FEATURES = Tap("", "features")
 
 Sink = Callable[[Tap, torch.Tensor], None]
 """Called with each tap's tensor during the forward pass. The tensor may be overwritten
@@ -112,6 +125,10 @@ class ModelAdapter(Protocol):
 
     def recording(self, taps: Collection[Tap], sink: Sink) -> AbstractContextManager[Recording]:
         """Open a recording that calls ``sink`` for every tap in ``taps`` on each forward."""
+        ...
+
+    def has_features(self) -> bool:
+        """Say whether the ``features`` tap exists: a module whose output is the logits."""
         ...
 
     def cam_layer(self, name: str | None = None) -> CamLayer:

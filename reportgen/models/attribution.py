@@ -18,8 +18,9 @@ from torch import nn
 from ..errors import ModelError
 from .blocks import ACTIVATION_TYPES, NORM_TYPES
 from .hooks import Call, CallTracer
+from .logits import pick_logits
 
-__all__ = ["Target", "find_target"]
+__all__ = ["Target", "find_head", "find_target"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +120,24 @@ def find_target(
     start, conv = conv_calls[-1]
     end = calls[_chain_end(calls, start)]
     return _target(end if _spatial(end) else conv, conv)
+
+
+@torch.no_grad()
+def find_head(
+    model: nn.Module, sample: torch.Tensor, output_key: str | None
+) -> tuple[nn.Module, int] | None:
+    """Find the module call whose output is the logits: its input is the penultimate features.
+
+    None when no module returns the logits themselves (they are computed by a function,
+    or taken from a view), or when the forward pass fails on the sample.
+    """
+    with torch.inference_mode(False), CallTracer(model) as tracer:
+        try:
+            output = model(sample)
+            logits, _ = pick_logits(output, output_key)
+        except Exception:  # the first real batch reports the failure, with its images
+            return None
+        for call in reversed(tracer.calls):
+            if call.output is logits and call.input is not None and call.input.dim() >= 2:
+                return call.module, call.number
+    return None

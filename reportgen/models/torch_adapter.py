@@ -12,8 +12,8 @@ from torch import nn
 
 from ..errors import InferenceError, ModelError, short_error
 from ..report.facts import BlockFacts, CamLayer, ConvFacts
-from .adapter import INPUT, LOGITS, Sink, Tap
-from .attribution import Target, find_target
+from .adapter import FEATURES, INPUT, LOGITS, Sink, Tap
+from .attribution import Target, find_head, find_target
 from .blocks import Block, block_facts, find_blocks
 from .hooks import GradientRecorder, Hooked, TapRecorder
 from .logits import pick_logits
@@ -147,7 +147,7 @@ class _TorchRecording:
     @property
     def call_order(self) -> tuple[str, ...]:
         """Return the tapped layers in the order the forward pass first called them."""
-        order = dict.fromkeys(tap.layer for tap in self._recorder.call_order)
+        order = dict.fromkeys(tap.layer for tap in self._recorder.call_order if tap.layer)
         return tuple(order)
 
     @property
@@ -193,6 +193,8 @@ class TorchAdapter:
         self._input_shape = input_shape  # (C, H, W): what the block tracing feeds the model
         self._blocks: dict[str, Block] | None = None
         self._targets: dict[str | None, Target] = {}
+        self._head: tuple[nn.Module, int] | None = None
+        self._head_traced = False
 
     @property
     def device(self) -> torch.device:
@@ -232,6 +234,9 @@ class TorchAdapter:
         return BlockFacts(None, None, None) if found is None else block_facts(found)
 
     def _hooked(self, tap: Tap) -> Hooked:
+        head = self._find_head() if tap == FEATURES else None
+        if head is not None:
+            return Hooked(tap, head[0], take="input", call=head[1])
         if tap.point == "conv" and tap.layer in self._layers:
             return Hooked(tap, self._layers[tap.layer])
         if tap.point == "activation" and tap.layer in self._layers:
@@ -246,6 +251,16 @@ class TorchAdapter:
         if name not in self._targets:
             self._targets[name] = find_target(self._module, self._layers, self._sample(), name)
         return self._targets[name]
+
+    def _find_head(self) -> tuple[nn.Module, int] | None:
+        if not self._head_traced:
+            self._head = find_head(self._module, self._sample(), self._output_key)
+            self._head_traced = True
+        return self._head
+
+    def has_features(self) -> bool:
+        """Say whether the ``features`` tap exists: a module whose output is the logits."""
+        return self._find_head() is not None
 
     def cam_layer(self, name: str | None = None) -> CamLayer:
         """Say where class activation maps are computed: ``name`` (``--cam-layer``) or chosen."""

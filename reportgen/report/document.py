@@ -46,6 +46,10 @@ def _image(report: Report, image: ImageRecord) -> dict[str, Any]:
         "cams": _image_cams(report, image),
         "cam_randomized_rank_correlation": _randomized(report, image),
         "cam_energy_inside": _inside(report, image),
+        "nearest_correct": [
+            {"path": report.image(other).path, "similarity": _finite(similarity)}
+            for other, similarity in report.nearest_by_index.get(image.index, ())
+        ],
     }
 
 

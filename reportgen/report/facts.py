@@ -441,6 +441,9 @@ class Report:
     findings: tuple[Finding, ...] = ()  # most severe first
     conventions: tuple[ConventionFit, ...] = ()  # tried when the preprocessing looks wrong
     cams: Cams | None = None  # class activation maps of the images that needed them
+    # Each wrong prediction's nearest correct images of the class it was mistaken for, by
+    # cosine similarity of the penultimate features: (index, similarity), nearest first.
+    nearest: tuple[tuple[int, tuple[tuple[int, float], ...]], ...] = ()
 
     @property
     def looks_untrained(self) -> bool:
@@ -457,6 +460,11 @@ class Report:
     def by_index(self) -> dict[int, ImageRecord]:
         """Map each image's file index to its record."""
         return {image.index: image for image in self.images}
+
+    @cached_property
+    def nearest_by_index(self) -> dict[int, tuple[tuple[int, float], ...]]:
+        """Map each wrong prediction's file index to its nearest correct images."""
+        return dict(self.nearest)
 
     def image(self, index: int) -> ImageRecord:
         """Return the record of the image at file index ``index``."""

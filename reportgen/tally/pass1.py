@@ -17,7 +17,7 @@ import torch
 from ..data.batches import Prepare, batches
 from ..data.files import ImageFile
 from ..errors import InferenceError
-from ..models.adapter import INPUT, LOGITS, ModelAdapter, Tap
+from ..models.adapter import FEATURES, INPUT, LOGITS, ModelAdapter, Tap
 from ..report.facts import (
     BlockFacts,
     ChannelMoments,
@@ -29,6 +29,7 @@ from ..report.facts import (
 from ..timing import Timings
 from .active import PositiveShareReducer
 from .correlation import CorrelationReducer
+from .features import FeaturesReducer
 from .moments import ChannelMomentsReducer
 from .predictions import TopClassesReducer
 from .properties import ImagePropertiesReducer
@@ -103,6 +104,7 @@ class Pass1:
     not_called: tuple[str, ...]
     num_classes: int
     logits_from: str  # where in the model's output the logits were found
+    features: torch.Tensor | None  # [images, dims] unit vectors (tally/features.py), or None
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ def run_pass1(
     properties = tally.add(
         INPUT, ImagePropertiesReducer(len(files), prepare.mean, prepare.std, prepare.bgr)
     )
+    features = tally.add(FEATURES, FeaturesReducer(len(files))) if adapter.has_features() else None
     skipped: list[Skipped] = []
 
     def sink(tap: Tap, x: torch.Tensor) -> None:
@@ -203,4 +206,5 @@ def run_pass1(
         not_called=tuple(c.name for c in convs if c.name not in order),
         num_classes=predictions.num_classes,
         logits_from=logits_from,
+        features=None if features is None else features.finish(features.state()),
     )

@@ -25,6 +25,7 @@ __all__ = [
     "Fact",
     "Link",
     "NavItem",
+    "Neighbour",
     "PageContext",
     "PageKind",
     "Picture",
@@ -110,6 +111,16 @@ class CamView:
 
 
 @dataclass(frozen=True)
+class Neighbour:
+    """A correct image of the class a mistake was taken for, near it in the model's features."""
+
+    picture: Picture
+    name: str
+    link: Link | None
+    similarity: str
+
+
+@dataclass(frozen=True)
 class Card:
     """A small linked example: an image, what the model said, and whether it was right."""
 
@@ -122,6 +133,9 @@ class Card:
     verdict: Verdict
     strip: Picture | None = None
     cams: tuple[CamView, ...] = ()
+    top: str = ""  # on the mistakes page: the top five, such as "square 43.8%, circle 35.3%, ..."
+    nearest: tuple[Neighbour, ...] = ()  # for a mistake on the mistakes page
+    nearest_class: str = ""  # the class they are correct examples of
 
 
 METHOD_NAMES = {"gradcam": "Grad-CAM", "layercam": "LayerCAM"}
@@ -275,7 +289,25 @@ class PageContext:
             verdict=verdict(p),
             strip=strip,
             cams=self.cam_views(linker, index) if with_strip else (),
+            top=", ".join(f"{self.report.class_name(c)} {pct(v)}" for c, v in p.top)
+            if with_strip
+            else "",
+            nearest=self.neighbours(linker, index) if with_strip else (),
+            nearest_class=self.report.class_name(p.predicted),
         )
+
+    def neighbours(self, linker: Linker, index: int) -> tuple[Neighbour, ...]:
+        """Describe a mistake's nearest correct images of the class it was taken for."""
+        found = []
+        for other, similarity in self.report.nearest_by_index.get(index, ()):
+            name = self.image_label(other)
+            link = (
+                Link(linker.href(urls.image_page(other)), name) if other in self.showcase else None
+            )
+            found.append(
+                Neighbour(self.input_picture(linker, other), name, link, f"{similarity:.2f}")
+            )
+        return tuple(found)
 
     def cam_views(self, linker: Linker, index: int) -> tuple[CamView, ...]:
         """Describe image ``index``'s class activation maps: its predicted class's, then its true class's."""

@@ -96,6 +96,7 @@ class MistakesPage:
     per_class: tuple[ClassRow, ...]
     all_correct: bool
     cam_rule: str  # method, layer, point and resolution; empty without maps
+    has_nearest: bool  # whether mistakes show their nearest correct images
 
 
 def _pairs(ctx: PageContext, linker: Linker) -> tuple[tuple[ConfusedPair, ...], int]:
@@ -210,4 +211,5 @@ def mistakes_page(ctx: PageContext) -> MistakesPage:
         ),
         all_correct=acc.labeled > 0 and not rows,
         cam_rule=ctx.cam_rule(),
+        has_nearest=bool(r.nearest),
     )
