@@ -72,6 +72,11 @@ def test_architecture_builds(name: str, size: int, photos: Path, tmp_path: Path)
     labels = sorted({i["label"] for i in data["images"]})
     assert labels == ["tabby", "tench"]
     assert check_site(out) == []
+    # Every architecture gets class activation maps at a layer chosen for it.
+    cam = data["cam"]
+    assert cam is not None and cam["shape"][1] * cam["shape"][2] > 1, cam
+    assert any(i["cams"] for i in data["images"])
+    print(name, cam["layer"], cam["point"], cam["conv"], cam["shape"])
     if name == "inception_v3":
         assert any("AuxLogits" in n for n in not_called), "aux head is idle in eval mode"
 
