@@ -108,6 +108,7 @@ class CamView:
     picture: Picture
     role: str  # "predicted" or "true"
     class_name: str
+    zero: bool  # zero everywhere: no position raised the class's score
 
 
 @dataclass(frozen=True)
@@ -320,7 +321,7 @@ class PageContext:
             name = self.report.class_name(cam.label)
             alt = f"{METHOD_NAMES[cams.method]} map for {role} class {name} over {label}"
             picture = self.picture(linker, urls.cam_picture(index, cam.label, self.ext), alt)
-            views.append(CamView(picture, role, name))
+            views.append(CamView(picture, role, name, zero=cam.max <= 0.0))
         return tuple(views)
 
     def cam_check(self, index: int) -> tuple[str, bool]:
@@ -330,23 +331,31 @@ class PageContext:
             return "", False
         value = cams.randomized_by_index.get(index)
         layer = cams.randomized_layer
+        if self.report.looks_untrained:
+            return (
+                "Sanity check: not meaningful here. The weights are untrained, so no map can "
+                "show what the model learned; randomising one layer only swaps one random "
+                "layer for another.",
+                True,
+            )
         if value is None:
             return (
-                f"Sanity check: with {layer}'s weights randomised, one of the two maps is "
-                "constant, so they cannot be compared.",
+                f"Sanity check: the predicted class's map, or the same map computed with "
+                f"{layer}'s weights randomised, is constant, so the two cannot be compared.",
                 False,
             )
         failed = value >= CAM_SANITY
         verdict = (
-            f"at least {CAM_SANITY:g}: this map barely depends on what {layer} learned, so it "
+            f"at least {CAM_SANITY:g}: the map barely depends on what {layer} learned, so it "
             "shows the image's structure more than the model's reasons"
             if failed
-            else f"below {CAM_SANITY:g}: the map depends on what the layer learned"
+            else f"below {CAM_SANITY:g}, so the map changes when what {layer} learned is "
+            "taken away (the closer to 0, the more it depends on it)"
         )
         return (
-            f"Sanity check (Adebayo et al., 2018): with {layer}'s weights randomised, the map "
-            f"of the predicted class has a rank correlation of {value:.2f} with this one, "
-            f"{verdict}.",
+            "Sanity check (Adebayo et al., 2018): the predicted class's map, computed again "
+            f"with {layer}'s weights replaced by random ones, has a rank correlation of "
+            f"{value:.2f} with the predicted class's map above: {verdict}.",
             failed,
         )
 

@@ -104,13 +104,14 @@ def severity_counts(findings: Sequence[Finding]) -> tuple[Fact, ...]:
 
 @dataclass(frozen=True)
 class FindingGroup:
-    """The findings of one kind, most severe first: the first shown, the rest folded."""
+    """The findings of one kind, most severe first: errors and warnings (or the first note)
+    shown, the remaining notes folded."""
 
     severity: str  # the most severe of the group
     word: str
     kind: str
     count: int
-    first: FindingView
+    shown: tuple[FindingView, ...]
     rest: tuple[FindingView, ...]
     layers: int  # layers the group's findings name
 
@@ -123,15 +124,19 @@ def finding_groups(
     kinds: dict[str, list[tuple[Finding, FindingView]]] = {}
     for finding, view in zip(findings, views, strict=True):
         kinds.setdefault(finding.kind, []).append((finding, view))
-    return tuple(
-        FindingGroup(
-            severity=members[0][1].severity,
-            word=members[0][1].word,
-            kind=members[0][1].kind,
-            count=len(members),
-            first=members[0][1],
-            rest=tuple(view for _, view in members[1:]),
-            layers=len({f.layer for f, _ in members if f.layer}),
+    groups = []
+    for members in kinds.values():
+        # A warning or an error is never folded away; notes beyond the first are.
+        shown = max(1, sum(1 for f, _ in members if f.severity != "info"))
+        groups.append(
+            FindingGroup(
+                severity=members[0][1].severity,
+                word=members[0][1].word,
+                kind=members[0][1].kind,
+                count=len(members),
+                shown=tuple(view for _, view in members[:shown]),
+                rest=tuple(view for _, view in members[shown:]),
+                layers=len({f.layer for f, _ in members if f.layer}),
+            )
         )
-        for members in kinds.values()
-    )
+    return tuple(groups)
