@@ -61,6 +61,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from bench_build import draw_images  # the same seeded pictures as the build benchmark
 from PIL import Image, ImageDraw, ImageFilter
 from torch import nn
 
@@ -78,7 +79,7 @@ from reportgen.models.load import LoadedModel, load_model
 from reportgen.pipeline import judge, make_report
 from reportgen.report.facts import PROPERTY_NAMES, Finding, LayerRecord, Report
 from reportgen.tally.active import PositiveShareReducer
-from reportgen.tally.correlation import CorrelationReducer
+from reportgen.tally.correlation import CorrelationReducer, correlation_matrix
 from reportgen.tally.moments import ChannelMomentsReducer
 from reportgen.tally.pass1 import run_pass1
 from reportgen.tally.predictions import TopClassesReducer
@@ -160,19 +161,6 @@ class Measured:
     seconds: float
 
 
-def _rho_matrix(reducer: CorrelationReducer) -> torch.Tensor:
-    """Return the upper triangle of ρ as CorrelationReducer.finish computes it."""
-    state = reducer.state()
-    mean = state.sum / state.count
-    covariance = state.gram / state.count - torch.outer(mean, mean)
-    variance = covariance.diagonal().clamp(min=0.0)
-    live = variance > 1e-12 * (1.0 + mean.square())
-    spread = variance.sqrt().where(live, torch.ones_like(variance))
-    rho = (covariance / torch.outer(spread, spread)).clamp(-1.0, 1.0)
-    rho = rho.where(torch.outer(live, live), torch.zeros_like(rho))
-    return rho.triu(diagonal=1)
-
-
 def _summarize(point: str, rho: torch.Tensor) -> Rho:
     upper = rho[torch.ones_like(rho, dtype=torch.bool).triu(diagonal=1)]
     if upper.numel() == 0:
@@ -204,7 +192,10 @@ def full_correlations(
             if batch.pixels is not None:
                 tally.start_batch(batch.indices, adapter.device)
                 recording.forward(batch.pixels)
-    return {name: _summarize(point, _rho_matrix(r)) for name, (point, r) in reducers.items()}
+    return {
+        name: _summarize(point, correlation_matrix(r.state()))
+        for name, (point, r) in reducers.items()
+    }
 
 
 def _finding_keys(findings: Sequence[Any]) -> list[tuple[str, str, str]]:
@@ -923,23 +914,6 @@ def _kind_counts(report: Report, kind: str) -> str:
 # Section C: the cost of pass 1
 
 
-def generated_photos(root: Path, count: int, size: int) -> list[ImageFile]:
-    """Write ``count`` seeded JPEGs of rectangles and ellipses and collect them."""
-    rng = random.Random(0)
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        image = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
-        pen = ImageDraw.Draw(image)
-        for _ in range(6):
-            x, y = rng.randrange(size), rng.randrange(size)
-            w, h = rng.randrange(size // 8, size // 2), rng.randrange(size // 8, size // 2)
-            shape = pen.ellipse if rng.random() < 0.5 else pen.rectangle
-            shape((x, y, x + w, y + h), fill=tuple(rng.randrange(256) for _ in range(3)))
-        image.save(root / f"img-{i:03d}.jpg", quality=90)
-    files, _ = collect_images(root)
-    return list(files)
-
-
 @torch.inference_mode()
 def drive(loaded: LoadedModel, files: Sequence[ImageFile], tally: Tally | None) -> None:
     """Decode every file and run it forward with a tally, or with do-nothing taps."""
@@ -997,7 +971,7 @@ def tally_run(
 def section_c(scratch: Path, repeats: int) -> None:
     """Time pass 1 several ways on ResNet-18, interleaved, and print the ratios."""
     print("\n#### C. Pass-1 cost: resnet18, --weights none, 224 px, 64 JPEGs, batch 16")
-    files = generated_photos(scratch / "c-images", 64, 224)
+    files, _ = collect_images(draw_images(scratch / "c-images", 64, 224))
     config = BuildConfig.from_options(
         {"model": "resnet18", "weights": "none", "images": scratch / "c-images", "quiet": True},
         "calibrate",

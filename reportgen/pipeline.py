@@ -111,7 +111,7 @@ def make_report(
         for i, top in sorted(pass1.top.items())
     )
     layers = tuple(_layer_record(depth, layer, loaded) for depth, layer in enumerate(pass1.layers))
-    nearest = {}
+    nearest: dict[int, tuple[tuple[int, float], ...]] = {}
     if pass1.features is not None:
         wrong = {i.index: i.prediction.predicted for i in images if i.prediction.correct is False}
         right = [(i.index, i.prediction.predicted) for i in images if i.prediction.correct]

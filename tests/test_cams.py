@@ -277,7 +277,7 @@ def test_the_sanity_check_randomises_the_layers_conv_and_puts_its_weights_back(t
     before = model.features[5].weight.detach().clone()  # the conv before the last ReLU
     with adapter.gradients() as plain:
         a, _ = plain.run(x, [[0], [0]])
-    with adapter.gradients(randomize=True) as randomized:
+    with adapter.gradients() as randomized, adapter.randomized():
         assert not torch.equal(model.features[5].weight, before)
         b, _ = randomized.run(x, [[0], [0]])
     assert torch.equal(model.features[5].weight, before)

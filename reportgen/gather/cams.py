@@ -142,8 +142,8 @@ def gather_cams(
             maps = torch.stack([compute(activations, g) for g in gradients], dim=1).cpu()
             checks: list[float | None] = [None] * len(asked)
             if settings.sanity:
-                with adapter.gradients(layer, randomize=True) as randomized:
-                    other, (other_gradients,) = randomized.run(
+                with adapter.randomized(layer):
+                    other, (other_gradients,) = model.run(
                         batch.pixels, [labels[:1] for labels in asked]
                     )
                 shuffled = compute(other, other_gradients).cpu()

@@ -135,12 +135,11 @@ class ModelAdapter(Protocol):
         """Say where class activation maps are computed: ``name`` (``--cam-layer``) or chosen."""
         ...
 
-    def gradients(
-        self, name: str | None = None, randomize: bool = False
-    ) -> AbstractContextManager[Gradients]:
-        """Open the model for the gradient pass at :meth:`cam_layer`'s layer.
+    def gradients(self, name: str | None = None) -> AbstractContextManager[Gradients]:
+        """Open the model for the gradient pass at :meth:`cam_layer`'s layer."""
+        ...
 
-        With ``randomize``, the weights of the layer's conv are replaced by seeded random
-        ones of the same standard deviation for the block, and put back exactly after it.
-        """
+    def randomized(self, name: str | None = None) -> AbstractContextManager[None]:
+        """Replace the weights of the CAM layer's conv by seeded random ones of the same
+        standard deviation for a ``with`` block, and put them back exactly after it."""
         ...

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import nn
@@ -73,34 +73,31 @@ def _restore_flags(training: dict[nn.Module, bool], params: list[_Param]) -> Non
         param.grad = grad
 
 
-class TapRecorder:
-    """Hook the given modules for the duration of a ``with`` block.
+class _Hooks:
+    """Hooks on a model for the duration of a ``with`` block, and nothing after it.
 
-    Entering puts the model in eval mode and registers one forward hook per tap; leaving
-    removes every hook and restores each module's own ``training`` flag and each
-    parameter's ``requires_grad`` and ``.grad``, also when the block raises.
+    Entering notes every module's ``training`` flag and every parameter's
+    ``requires_grad`` and ``.grad``, puts the model in eval mode and registers the hooks
+    :meth:`_register` returns; leaving removes them and restores what was noted, also
+    when the block (or registering) raises.
     """
 
-    def __init__(self, model: nn.Module, hooked: Sequence[Hooked], sink: Sink) -> None:
+    def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.hooked = list(hooked)
-        self.sink = sink
-        self.call_order: list[Tap] = []
-        self.calls_per_forward: dict[Tap, int] = {h.tap: 0 for h in self.hooked}
-        self._calls: dict[Tap, int] = dict.fromkeys(self.calls_per_forward, 0)
         self._handles: list[RemovableHandle] = []
         self._training: dict[nn.Module, bool] = {}
         self._params: list[_Param] = []
-        self._until_all_seen = False
 
-    def __enter__(self) -> TapRecorder:
+    def _register(self) -> list[RemovableHandle]:
+        raise NotImplementedError
+
+    def __enter__(self: _H) -> _H:
         self._training, self._params = _restoring(self.model)
         try:
             self.model.eval()
-            for hooked in self.hooked:
-                self._handles.append(hooked.module.register_forward_hook(self._hook_for(hooked)))
+            self._handles = self._register()
         except BaseException:
-            self._restore()
+            self._close()
             raise
         return self
 
@@ -110,13 +107,37 @@ class TapRecorder:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._restore()
+        self._close()
 
-    def _restore(self) -> None:
+    def _close(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         _restore_flags(self._training, self._params)
+
+
+_H = TypeVar("_H", bound=_Hooks)
+
+
+class TapRecorder(_Hooks):
+    """Hook the given modules for the duration of a ``with`` block.
+
+    Entering puts the model in eval mode and registers one forward hook per tap; leaving
+    removes every hook and restores each module's own ``training`` flag and each
+    parameter's ``requires_grad`` and ``.grad``, also when the block raises.
+    """
+
+    def __init__(self, model: nn.Module, hooked: Sequence[Hooked], sink: Sink) -> None:
+        super().__init__(model)
+        self.hooked = list(hooked)
+        self.sink = sink
+        self.call_order: list[Tap] = []
+        self.calls_per_forward: dict[Tap, int] = {h.tap: 0 for h in self.hooked}
+        self._calls: dict[Tap, int] = dict.fromkeys(self.calls_per_forward, 0)
+        self._until_all_seen = False
+
+    def _register(self) -> list[RemovableHandle]:
+        return [h.module.register_forward_hook(self._hook_for(h)) for h in self.hooked]
 
     def _hook_for(self, hooked: Hooked) -> Callable[[nn.Module, tuple[object, ...], object], None]:
         tap = hooked.tap
@@ -167,7 +188,7 @@ class Call:
     output_version: int  # the output's version counter just after the call
 
 
-class CallTracer:
+class CallTracer(_Hooks):
     """Record every call of every leaf module (and of ``also``) during a ``with`` block.
 
     Entering puts the model in eval mode; leaving removes every hook and restores the
@@ -178,41 +199,19 @@ class CallTracer:
     """
 
     def __init__(self, model: nn.Module, also: Collection[nn.Module] = ()) -> None:
-        self.model = model
+        super().__init__(model)
         self.also = set(also)
         self.calls: list[Call] = []
-        self._handles: list[RemovableHandle] = []
         self._pending: dict[int, list[tuple[torch.Tensor | None, int]]] = {}
         self._counts: dict[int, int] = {}
-        self._training: dict[nn.Module, bool] = {}
-        self._params: list[_Param] = []
 
-    def __enter__(self) -> CallTracer:
-        self._training, self._params = _restoring(self.model)
-        try:
-            self.model.eval()
-            for name, module in self.model.named_modules():
-                if module in self.also or next(module.children(), None) is None:
-                    self._handles.append(module.register_forward_pre_hook(self._before))
-                    self._handles.append(module.register_forward_hook(self._after(name)))
-        except BaseException:
-            self._close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        _restore_flags(self._training, self._params)
+    def _register(self) -> list[RemovableHandle]:
+        handles = []
+        for name, module in self.model.named_modules():
+            if module in self.also or next(module.children(), None) is None:
+                handles.append(module.register_forward_pre_hook(self._before))
+                handles.append(module.register_forward_hook(self._after(name)))
+        return handles
 
     def _before(self, module: nn.Module, inputs: tuple[object, ...]) -> None:
         first = inputs[0] if inputs else None
@@ -232,7 +231,7 @@ class CallTracer:
         return hook
 
 
-class GradientRecorder:
+class GradientRecorder(_Hooks):
     """Keep one module call's output and take class-score gradients at it, in a ``with`` block.
 
     The activations and the gradients are taken at one and the same value: the hook keeps
@@ -250,40 +249,19 @@ class GradientRecorder:
     def __init__(
         self, model: nn.Module, module: nn.Module, call: int, output_key: str | None
     ) -> None:
-        self.model = model
+        super().__init__(model)
         self.module = module
         self.call = call
         self.output_key = output_key
         self._kept: torch.Tensor | None = None
         self._calls = 0
-        self._handle: RemovableHandle | None = None
-        self._training: dict[nn.Module, bool] = {}
-        self._params: list[_Param] = []
 
-    def __enter__(self) -> GradientRecorder:
-        self._training, self._params = _restoring(self.model)
-        try:
-            self.model.eval()
-            self._handle = self.module.register_forward_hook(self._hook)
-        except BaseException:
-            self._close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._close()
+    def _register(self) -> list[RemovableHandle]:
+        return [self.module.register_forward_hook(self._hook)]
 
     def _close(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
         self._kept = None
-        _restore_flags(self._training, self._params)
+        super()._close()
 
     def _hook(self, module: nn.Module, inputs: tuple[object, ...], output: object) -> object:
         self._calls += 1

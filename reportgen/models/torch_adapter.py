@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import cast
 
 import torch
@@ -268,21 +268,18 @@ class TorchAdapter:
         return CamLayer(target.name, target.point, target.conv, *target.shape)
 
     @contextmanager
-    def gradients(
-        self, name: str | None = None, randomize: bool = False
-    ) -> Iterator[GradientRecorder]:
-        """Open the model for the gradient pass at :meth:`cam_layer`'s layer.
-
-        With ``randomize``, the weights of the layer's conv are replaced by seeded random
-        ones of the same standard deviation for the block, and put back exactly after it.
-        """
+    def gradients(self, name: str | None = None) -> Iterator[GradientRecorder]:
+        """Open the model for the gradient pass at :meth:`cam_layer`'s layer."""
         target = self._target(name)
-        with ExitStack() as stack:
-            if randomize:
-                stack.enter_context(_randomized(self._randomizable(target)))
-            yield stack.enter_context(
-                GradientRecorder(self._module, target.module, target.call, self._output_key)
-            )
+        with GradientRecorder(
+            self._module, target.module, target.call, self._output_key
+        ) as recorder:
+            yield recorder
+
+    def randomized(self, name: str | None = None) -> AbstractContextManager[None]:
+        """Replace the weights of the CAM layer's conv by seeded random ones of the same
+        standard deviation for a ``with`` block, and put them back exactly after it."""
+        return _randomized(self._randomizable(self._target(name)))
 
     def _randomizable(self, target: Target) -> nn.Parameter:
         """Return the weights the sanity check randomises: the target's conv's, or its own."""

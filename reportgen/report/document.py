@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from typing import Any
 
 from .facts import (
@@ -85,6 +86,10 @@ def _cam_map(report: Report, cam: CamMap, width: int) -> dict[str, Any]:
     }
 
 
+def _median_of(values: list[float]) -> float | None:
+    return _finite(statistics.median(values)) if values else None
+
+
 def _cams(cams: Cams | None) -> dict[str, Any] | None:
     if cams is None:
         return None
@@ -99,20 +104,10 @@ def _cams(cams: Cams | None) -> dict[str, Any] | None:
         "masks": cams.masks,
         "images_with_masks": len(cams.inside),
         "randomized_layer": cams.randomized_layer,
-        "median_randomized_rank_correlation": _median(
+        "median_randomized_rank_correlation": _median_of(
             [v for _, v in cams.randomized if v is not None]
         ),
     }
-
-
-def _median(values: list[float]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    if len(ordered) % 2:
-        return _finite(ordered[middle])
-    return _finite((ordered[middle - 1] + ordered[middle]) / 2)
 
 
 def _point(record: PointRecord) -> dict[str, Any]:

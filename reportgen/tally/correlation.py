@@ -25,7 +25,7 @@ from ..analysis.rules import DUPLICATE_CORRELATION, PAIRS_KEPT
 from ..report.facts import Correlations, PointName
 from .active import grid
 
-__all__ = ["FOLD", "GRID", "CorrelationReducer", "CorrelationState"]
+__all__ = ["FOLD", "GRID", "CorrelationReducer", "CorrelationState", "correlation_matrix"]
 
 GRID = 6
 FOLD = 16  # images whose Gram matrix is summed in float32 before it is added in float64
@@ -56,6 +56,17 @@ def _samples(x: torch.Tensor) -> torch.Tensor:
     x = grid(x, GRID)
     n, c = int(x.shape[0]), int(x.shape[1])
     return x.float().reshape(n, c, -1).transpose(1, 2).contiguous()
+
+
+def correlation_matrix(state: CorrelationState) -> torch.Tensor:
+    """Return the upper triangle of the channels' Pearson ρ; 0 for channels that never change."""
+    mean = state.sum / state.count
+    covariance = state.gram / state.count - torch.outer(mean, mean)
+    variance = covariance.diagonal().clamp(min=0.0)
+    live = variance > 1e-12 * (1.0 + mean.square())
+    spread = variance.sqrt().where(live, torch.ones_like(variance))
+    rho = (covariance / torch.outer(spread, spread)).clamp(-1.0, 1.0)
+    return rho.where(torch.outer(live, live), torch.zeros_like(rho)).triu(diagonal=1)
 
 
 class CorrelationReducer:
@@ -114,13 +125,7 @@ class CorrelationReducer:
 
     def finish(self, state: CorrelationState) -> Correlations:
         """List the channel pairs whose |ρ| reaches the threshold, strongest first."""
-        mean = state.sum / state.count
-        covariance = state.gram / state.count - torch.outer(mean, mean)
-        variance = covariance.diagonal().clamp(min=0.0)
-        live = variance > 1e-12 * (1.0 + mean.square())
-        spread = variance.sqrt().where(live, torch.ones_like(variance))
-        rho = (covariance / torch.outer(spread, spread)).clamp(-1.0, 1.0)
-        rho = rho.where(torch.outer(live, live), torch.zeros_like(rho)).triu(diagonal=1)
+        rho = correlation_matrix(state)
         found = torch.nonzero(rho.abs() >= DUPLICATE_CORRELATION)
         values = rho[found[:, 0], found[:, 1]] if len(found) else torch.zeros(0)
         pairs = sorted(
