@@ -225,6 +225,14 @@ class SiteConfig:
         show_default=True,
         help="How an image's channels are ranked: by activation relative to each channel's typical response, or by plain mean.",
     )
+    strip_scale: Literal["class", "tile"] = _option(
+        "class",
+        "--strip-scale",
+        kind="choice",
+        choices=("class", "tile"),
+        show_default=True,
+        help="How the mistakes pages scale each depth-strip tile: one range per layer shared by a true class's cards (compare magnitudes), or each tile by its own (compare patterns).",
+    )
     cam: Literal["selected", "all", "none"] = _option(
         "selected",
         "--cam",

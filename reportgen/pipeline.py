@@ -53,7 +53,7 @@ from .site import urls
 from .site.choices import SiteChoices
 from .site.layout import strongest_channels
 from .site.pages import PageContext, iter_pages
-from .site.pictures import draw_cams, draw_image, draw_layer
+from .site.pictures import Strips, draw_cams, draw_image, draw_layer
 from .site.render import render_page, render_single, stylesheet
 from .site.writer import SiteWriter, check_output
 from .tally.conventions import fit_conventions
@@ -213,7 +213,7 @@ def cam_classes(report: Report, selection: Selection, mode: str) -> dict[int, tu
         indices = {image.index for image in report.images}
     else:
         indices = set(selection.showcase)
-        indices.update(i for row in selection.mistakes for i in (*row.wrong, *row.correct))
+        indices.update(i for row in selection.mistakes for i in row.with_strips)
     wanted: dict[int, tuple[int, ...]] = {}
     for index in sorted(indices):
         p = report.image(index).prediction
@@ -269,7 +269,7 @@ def _cams(
     """Run the gradient pass over the job's images, draw each map over its image, and state them."""
     site, preprocess, wanted, masks = config.site, loaded.preprocess, job.wanted, job.masks
     layer = loaded.adapter.cam_layer(site.cam_layer)
-    settings = CamSettings(site.cam_method, site.cam_layer, sanity=layer.conv is not None)
+    settings = CamSettings(site.cam_method, site.cam_layer, sanity=layer.randomized is not None)
     stream = gather_cams(loaded.adapter, files, preprocess, wanted, settings, config.run.batch_size)
     images: list[tuple[int, tuple[CamMap, ...]]] = []
     randomized: list[tuple[int, float | None]] = []
@@ -294,7 +294,7 @@ def _cams(
         method=site.cam_method,
         layer=layer,
         images=tuple(images),
-        randomized_layer=layer.conv if settings.sanity else None,
+        randomized_layer=layer.randomized if settings.sanity else None,
         randomized=tuple(randomized) if settings.sanity else (),
         masks=None if masks is None else masks.source,
         inside=tuple(inside),
@@ -335,11 +335,11 @@ def _draw(
     clock: Timings,
 ) -> dict[int, tuple[tuple[int, ...], ...]]:
     """Run pass 2 over the selected images and draw every picture; return the channels shown."""
-    wanted = {i: False for row in selection.mistakes for i in (*row.wrong, *row.correct)}
-    # The nearest correct images of the class each shown mistake was taken for.
+    wanted = {i: False for row in selection.mistakes for i in row.with_strips}
+    # The nearest correct images of the class each drawn mistake was taken for.
     nearest = report.nearest_by_index
     wanted.update(
-        (n, False) for row in selection.mistakes for i in row.wrong for n, _ in nearest.get(i, ())
+        (n, False) for row in selection.mistakes for i in row.drawn for n, _ in nearest.get(i, ())
     )
     wanted.update(dict.fromkeys(selection.showcase, True))
     preprocess, quiet = loaded.preprocess, config.run.quiet
@@ -354,6 +354,8 @@ def _draw(
         site.max_channels,
         config.run.batch_size,
     )
+    groups = [row.with_strips for row in selection.mistakes]
+    strips = Strips(pictures, groups, len(report.layers), shared=site.strip_scale == "class")
     with progress_bar(len(wanted), quiet, "feature maps", "img") as progress, closing(stream):
         while True:
             with clock.stage(PASS2):
@@ -361,7 +363,8 @@ def _draw(
             if maps is None:
                 break
             with clock.stage(DRAW_MAPS):
-                draw_image(pictures, maps, preprocess.mean, preprocess.std, len(report.layers))
+                draw_image(pictures, maps, preprocess.mean, preprocess.std)
+                strips.add(maps)
             shown[maps.index] = tuple(layer.channels for layer in maps.layers)
             progress(1)
         with clock.stage(DRAW_MAPS):
@@ -429,7 +432,12 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
             shown = _draw(config, files, loaded, report, selection, pictures, clock)
         with clock.stage(PAGES):
             choices = SiteChoices(
-                selection, shown, site_config.max_channels, site_config.point, site_config.rank
+                selection,
+                shown,
+                site_config.max_channels,
+                site_config.point,
+                site_config.rank,
+                site_config.strip_scale,
             )
             linker = urls.Linker(urls.INDEX, site_config.single_file, pictures.inline)
             ctx = PageContext(report, choices, pictures.sizes, pictures.ext, linker)

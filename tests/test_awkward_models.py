@@ -193,6 +193,10 @@ def test_every_kind_of_conv(images: Path, tmp_path: Path) -> None:
     assert len(layers["depthwise"]["filter_norms"]) == 8
     filters = sorted(p.name for p in (tmp_path / "mixed" / "img" / "filters").iterdir())
     assert len(filters) == 5
+    # The last block is a transposed conv with a functional ReLU: its maps are at its output.
+    cam = data["cam"]
+    assert (cam["layer"], cam["point"], cam["shape"]) == ("up", "conv output", [4, 32, 32])
+    assert cam["randomized_layer"] == "up" and all(i["cams"] for i in data["images"][:2])
 
 
 def test_channels_last_gives_the_same_report(images: Path, tmp_path: Path) -> None:

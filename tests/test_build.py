@@ -205,19 +205,38 @@ def test_unlabeled_images_build_and_compare_page_asks_for_labels(
 
 
 def test_compare_page_puts_wrong_beside_correct(tiny_config: BuildConfig, tmp_path: Path) -> None:
-    images = image_folder(tmp_path / "more", {"apple": 6, "banana": 6, "cherry": 6})
+    images = image_folder(tmp_path / "more", {"apple": 12, "banana": 12, "cherry": 12})
     config = tiny_config.replace(images=images, examples=12, seed=3)
     build(config)
-    data = read_report_json(config.site.out)
+    site = config.site.out
+    data = read_report_json(site)
     wrong = [i for i in data["images"] if i["correct"] is False]
-    assert wrong, "an untrained 3-class model gets some of 18 images wrong"
-    compare = (config.site.out / "mistakes.html").read_text()
+    assert wrong, "an untrained 3-class model gets some of 36 images wrong"
+    compare = (site / "mistakes.html").read_text()
     first = max((i for i in wrong), key=lambda i: i["confidence"])
     assert html.escape(first["path"]) in compare
     assert "Confusion matrix" in compare
     sections = re.findall(r'<section class="comparerow" id="class-(\d+)"', compare)
     assert sections and len(set(sections)) == len(sections)
-    assert check_site(config.site.out) == []
+    # The pairs come before the cards, and every confusion-matrix count links to its pair.
+    assert compare.index("Most confused pairs") < compare.index('class="comparerow"')
+    links = re.findall(
+        r'<td class="off"[^>]*><a href="mistakes/class-(\d+)\.html#taken-for-(\d+)"', compare
+    )
+    assert len(links) == len({(i["label_index"], i["prediction_index"]) for i in wrong})
+    # Every wrong prediction is on its true class's page: drawn as a card or listed.
+    for image in wrong:
+        page = (site / f"mistakes/class-{image['label_index'] + 1:04d}.html").read_text()
+        assert html.escape(image["path"]) in page, image["path"]
+    crowded = max(
+        {i["label_index"] for i in wrong}, key=lambda c: sum(i["label_index"] == c for i in wrong)
+    )
+    page = (site / f"mistakes/class-{crowded + 1:04d}.html").read_text()
+    total = sum(i["label_index"] == crowded for i in wrong)
+    assert total > 8, "the untrained model crowds one class with mistakes"
+    assert f"8 of the {total} are drawn as cards" in page
+    assert page.count('class="card wrong"') == 8
+    assert check_site(site) == []
 
 
 def test_python_api_accepts_a_module(tmp_path: Path, images: Path) -> None:

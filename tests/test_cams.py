@@ -54,11 +54,12 @@ def test_grad_cam_at_resnet18_layer4_agrees_with_the_paper(resnet: torch.nn.Modu
     classes = [2, 7, 7]
     expected, a, g = reference_grad_cam(resnet, resnet.layer4, x, classes)
     adapter = TorchAdapter(resnet, torch.device("cpu"), input_shape=(3, 64, 64))
-    # The chosen layer ends layer4: its last block's ReLU, on its second call (after the add).
+    # The chosen layer is layer4: its value is its last block's ReLU after the residual add.
     chosen = adapter.cam_layer()
-    assert (chosen.name, chosen.point, chosen.conv) == (
-        "layer4.1.relu",
+    assert (chosen.name, chosen.point, chosen.conv, chosen.randomized) == (
+        "layer4",
         "after ReLU",
+        "layer4.1.conv2",
         "layer4.1.conv2",
     )
     assert (chosen.channels, chosen.height, chosen.width) == (512, 2, 2)
@@ -150,7 +151,7 @@ def test_a_build_states_and_draws_the_maps_of_the_images_it_shows(tiny_config) -
     out = tiny_config.site.out
     data = read_report_json(out)
     cam = data["cam"]
-    assert (cam["method"], cam["layer"], cam["point"]) == ("gradcam", "features.6", "after ReLU")
+    assert (cam["method"], cam["layer"], cam["point"]) == ("gradcam", "features", "after ReLU")
     channels, height, width = cam["shape"]
     assert channels == 12  # TinyNet's last conv
     shown = {m["path"] for m in data["images"] if m["cams"]}
@@ -176,7 +177,7 @@ def test_a_build_states_and_draws_the_maps_of_the_images_it_shows(tiny_config) -
             )
             assert picture.is_file()
     page = (out / "mistakes.html").read_text(encoding="utf-8")
-    assert "Grad-CAM at features.6 (after ReLU, following features.5), 16×16" in page
+    assert "Grad-CAM at features (after ReLU, following features.5), 16×16" in page
     assert check_site(out) == []
 
 

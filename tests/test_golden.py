@@ -28,6 +28,7 @@ PAGES = [
     ("site", "index.html"),
     ("site", "filters.html"),
     ("site", "mistakes.html"),
+    ("site", "mistakes/class-0001.html"),
     ("site", "layers/layer-002.html"),
     ("site", "images/image-0002.html"),
     ("single", "index.html"),

@@ -133,11 +133,11 @@ report = hand_report(
     [image(0, 0, 0, path="cat/1.png"), image(2, 0, 1, confidence=0.7, path="dog/2.png")],
     findings=(finding,),
 )
-selection = Selection((0, 2), (ClassMistakes(1, (2,), (), 1, 0),), 0)
+selection = Selection((0, 2), (ClassMistakes(1, (2,), (2,), (), 0),))
 choices = SiteChoices(selection, {0: ((0, 2),), 2: ((2, 0),)}, 2)
 sizes = {}
 for i in (0, 2):
-    for path in (urls.input_picture(i, "webp"), urls.strip_picture(i, "webp"),
+    for path in (urls.input_picture(i, "webp"), urls.strip_picture(i, 0, "webp"),
                  urls.mean_picture(i, 0, "webp"), urls.grid_picture(i, 0, "webp")):
         sizes[path] = (8, 8)
 sizes[urls.filter_picture(0, "webp")] = (40, 40)
@@ -174,6 +174,7 @@ def test_pages_are_built_from_a_report_made_by_hand_without_torch() -> None:
                 "index.html",
                 "layers/layer-001.html",
                 "mistakes.html",
+                "mistakes/class-0002.html",
             ]
         )
     )

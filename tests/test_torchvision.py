@@ -25,6 +25,19 @@ ARCHITECTURES = [
 ]
 
 
+CAM_LAYERS = {
+    "resnet18": ("layer4", 512),
+    "vgg11": ("features.19", 512),  # the last conv's ReLU, before the max pool
+    "mobilenet_v3_small": ("features", 576),
+    "efficientnet_b0": ("features", 1280),
+    "densenet121": ("features", 1024),  # after norm5, not the last layer's 32 new channels
+    "convnext_tiny": ("features", 768),  # the last block's residual sum, not its depthwise conv
+    "inception_v3": ("Mixed_6e", 768),  # 4×4 at 96 px; Mixed_7a pools to 1×1
+    "squeezenet1_1": ("features", 512),
+    "shufflenet_v2_x0_5": ("conv5", 1024),
+}
+
+
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return image_folder(tmp_path_factory.mktemp("tv") / "images", {"tabby": 2, "n01440764": 1})
@@ -76,7 +89,10 @@ def test_architecture_builds(name: str, size: int, photos: Path, tmp_path: Path)
     cam = data["cam"]
     assert cam is not None and cam["shape"][1] * cam["shape"][2] > 1, cam
     assert any(i["cams"] for i in data["images"])
-    print(name, cam["layer"], cam["point"], cam["conv"], cam["shape"])
+    # The last feature map the forward pass makes: not a pooled copy of it, not a branch
+    # inside a block that pools it away, and every one of them can be sanity-checked.
+    assert (cam["layer"], cam["shape"][0]) == CAM_LAYERS[name], cam
+    assert cam["randomized_layer"] is not None
     if name == "inception_v3":
         assert any("AuxLogits" in n for n in not_called), "aux head is idle in eval mode"
 

@@ -185,6 +185,64 @@ def test_accuracy_and_selection_cover_right_and_wrong() -> None:
     assert select(images, 0).showcase == ()
 
 
+def test_drawn_mistakes_take_each_confusion_in_turn() -> None:
+    # Class 0 is taken for class 1 five times and for class 2 twice; eight are drawn at most.
+    taken = [1, 1, 2, 1, 1, 2, 1]
+    preds = [Prediction(((q, 0.9 - 0.1 * i), (0, 0.05)), 0) for i, q in enumerate(taken)]
+    preds += [Prediction(((0, 0.8), (1, 0.1)), 0)] * 3
+    images = [ImageRecord(i, f"{i}.png", p, (0.0,) * 7) for i, p in enumerate(preds)]
+    (row,) = select(images, 0).mistakes
+    assert row.wrong == (0, 1, 2, 3, 4, 5, 6)
+    # The most frequent confusion first, then the other, in turn, each most confident first.
+    assert row.drawn == (0, 2, 1, 5, 3, 4, 6)
+    assert row.summary == (0, 2, 1, 5)
+    assert row.with_strips == (*row.drawn, 7, 8)
+    many = [Prediction(((1, 0.5), (0, 0.4)), 0)] * 20
+    (crowded,) = select(
+        [ImageRecord(i, "x", p, (0.0,) * 7) for i, p in enumerate(many)], 0
+    ).mistakes
+    assert len(crowded.wrong) == 20 and len(crowded.drawn) == 8
+
+
+class _Sink:
+    ext = "png"
+
+    def __init__(self) -> None:
+        self.added: dict[str, Image.Image] = {}
+
+    def add(self, path: str, image: Image.Image) -> None:
+        self.added[path] = image
+
+
+def _strip_tiles(shared: bool) -> dict[str, Image.Image]:
+    from reportgen.gather.maps import ImageMaps, LayerMaps
+    from reportgen.site.pictures import Strips
+
+    sink = _Sink()
+    strips = Strips(sink, [(3, 5)], layer_count=2, shared=shared)  # type: ignore[arg-type]
+    ramp = torch.arange(16.0).view(4, 4)
+    for index, gain in ((5, 1.0), (3, 4.0)):  # the strong image comes last
+        layers = tuple(LayerMaps(ramp * gain, (), None) for _ in range(2))
+        strips.add(ImageMaps(index, torch.zeros(3, 4, 4), layers))
+        if shared and index == 5:
+            assert sink.added == {}  # held until the class's last image has come
+    strips.add(ImageMaps(9, torch.zeros(3, 4, 4), ()))  # not on the mistakes pages: no strip
+    return sink.added
+
+
+def test_depth_strips_share_one_scale_per_layer_within_a_class() -> None:
+    lut = visuals.colormap_lut(visuals.FEATURE_CMAP, torch.device("cpu"))
+    top = tuple(lut[255].tolist())
+    for shared in (True, False):
+        tiles = _strip_tiles(shared)
+        assert sorted(tiles) == [urls.strip_picture(i, d, "png") for i in (3, 5) for d in (0, 1)]
+        weak = tiles[urls.strip_picture(5, 1, "png")]
+        strong = tiles[urls.strip_picture(3, 1, "png")]
+        assert strong.getpixel((31, 31)) == top
+        # Shared: the weak image's peak is a quarter of the way up the scale, not its top.
+        assert (weak.getpixel((31, 31)) == top) is not shared
+
+
 # ------------------------------------------------------------------ pictures and layout
 
 

@@ -43,7 +43,7 @@ __all__ = [
     "heatmap",
     "input_image",
     "legend_stops",
-    "strip",
+    "strip_tiles",
     "tile",
     "to_image",
     "unit_per_map",
@@ -183,11 +183,17 @@ def fit_square(values: torch.Tensor, size: int) -> torch.Tensor:
     return x[0, 0]
 
 
-def strip(maps: Sequence[torch.Tensor], size: int = 40, cmap: str = FEATURE_CMAP) -> Image.Image:
-    """Draw channel-mean maps of successive layers side by side, each scaled to its own range."""
-    squares = torch.stack([fit_square(m, size) for m in maps])
-    tiles = _colorize(unit_per_map(squares), cmap, 1)
-    return to_image(tile(tiles, len(maps), border=1))
+def strip_tiles(
+    squares: torch.Tensor, low: torch.Tensor, high: torch.Tensor, cmap: str = FEATURE_CMAP
+) -> list[Image.Image]:
+    """Draw ``[L, S, S]`` maps as ``L`` tiles, map ``l`` scaled from ``low[l]`` to ``high[l]``."""
+    low, high = low[:, None, None], high[:, None, None]
+    span = high - low
+    unit = torch.where(
+        span > 0, ((squares - low) / span.clamp_min(1e-30)).clamp(0, 1), torch.zeros_like(squares)
+    )
+    pixels = np.ascontiguousarray(_colorize(unit, cmap, 1).cpu().numpy())  # one transfer
+    return [Image.fromarray(tile_pixels, mode="RGB") for tile_pixels in pixels]
 
 
 def _frames(count: int, dead: Sequence[int], duplicate: Sequence[int]) -> list[Color | None]:

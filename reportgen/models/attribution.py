@@ -1,10 +1,14 @@
 """Where class activation maps are computed: the target module call, found by tracing.
 
 The gradient pass itself is :class:`reportgen.models.hooks.GradientRecorder`. The default
-target (:func:`find_target`) is the last conv call whose output has spatial
-extent, followed by identity through the norm, in-place operations and the activation
-that the forward pass applies to it: ResNet-18's ``layer4.1.conv2`` → ``bn2`` → ``+=
-identity`` → ``relu``, whose output is ``layer4``'s.
+target (:func:`find_target`) is the last feature map the forward pass makes: of every
+module call (containers too) whose output is ``[N, C, H, W]`` with ``H × W > 1``, the one
+that finishes last, leaving out pooling layers (they only coarsen the map before it)
+and calls inside a module whose own output has no spatial extent (an Inception block
+that reduces 4×4 to 1×1 at a small input size). ResNet-18 gives ``layer4``, whose value
+is its last block's ``relu`` after the residual add; VGG its last conv's ReLU (the max
+pool after it is left out); DenseNet ``features`` (after ``norm5``); ConvNeXt ``features``
+(its last block's residual sum).
 """
 
 from __future__ import annotations
@@ -22,6 +26,25 @@ from .logits import pick_logits
 
 __all__ = ["Target", "find_head", "find_target"]
 
+POOL_TYPES: tuple[type[nn.Module], ...] = (
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.LPPool2d,
+    nn.FractionalMaxPool2d,
+)
+# Modules that hand on their input in eval mode: never "where" a value was made.
+PASS_THROUGH: tuple[type[nn.Module], ...] = (
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
+
 
 @dataclass(frozen=True)
 class Target:
@@ -33,11 +56,21 @@ class Target:
     point: str  # where that is, in words: "after ReLU", "conv output"
     conv: str | None  # the conv layer the chain starts from, where there is one
     shape: tuple[int, int, int]  # channels, height, width of the output
+    randomize: str | None  # the module whose conv weights the sanity check randomises
 
 
 def _spatial(call: Call) -> bool:
     out = call.output
     return out is not None and out.dim() == 4 and int(out.shape[2]) * int(out.shape[3]) > 1
+
+
+def _value(call: Call) -> tuple[int, int]:
+    """Identify the value a call returned: its tensor, at the version the call left it."""
+    return id(call.output), call.output_version
+
+
+def _leaf(call: Call) -> bool:
+    return next(call.module.children(), None) is None
 
 
 def _chain_end(calls: Sequence[Call], start: int) -> int:
@@ -56,19 +89,72 @@ def _chain_end(calls: Sequence[Call], start: int) -> int:
     return position
 
 
-def _point(call: Call, conv: Call) -> str:
-    if call is conv:
-        return "conv output"
-    return f"after {type(call.module).__name__}"
+def _same(calls: Sequence[Call], target: Call) -> list[Call]:
+    """Return the calls that returned the target's value, innermost first."""
+    return [c for c in calls if c.output is not None and _value(c) == _value(target)]
 
 
-def _target(call: Call, conv: Call | None) -> Target:
+def _point(calls: Sequence[Call], target: Call, conv: Call | None) -> str:
+    """Say where the target's value is: after the leaf module that made it, or whose output."""
+    same = _same(calls, target)
+    leaves = [c for c in same if _leaf(c) and not isinstance(c.module, PASS_THROUGH)]
+    if leaves:
+        last = leaves[-1]
+        if conv is not None and last is conv:
+            return "conv output"
+        return f"after {type(last.module).__name__}"
+    innermost = max(same, key=lambda c: c.name.count("."))
+    return f"output of {type(innermost.module).__name__}"
+
+
+def _randomize(calls: Sequence[Call], target: Call, conv: Call | None) -> str | None:
+    """Choose what the sanity check randomises: the conv whose output (after its norm and
+    activation) the map is, else the innermost module with conv weights that returned the
+    map's value (a DenseNet's whole ``features``, a ConvNeXt or Inception block)."""
+    if conv is not None:
+        return conv.name
+    for call in sorted(_same(calls, target), key=lambda c: -c.name.count(".")):
+        if any(_weighted(m) for m in call.module.modules()):
+            return call.name
+    return None
+
+
+def _weighted(module: nn.Module) -> bool:
+    weight = getattr(module, "weight", None)
+    return isinstance(weight, nn.Parameter) and weight.dim() >= 2
+
+
+def _target(calls: Sequence[Call], call: Call, conv: Call | None) -> Target:
     assert call.output is not None
     c, h, w = (int(s) for s in call.output.shape[1:4])
-    point = _point(call, conv) if conv is not None else f"output of {type(call.module).__name__}"
     return Target(
-        call.name, call.module, call.number, point, None if conv is None else conv.name, (c, h, w)
+        call.name,
+        call.module,
+        call.number,
+        _point(calls, call, conv),
+        None if conv is None else conv.name,
+        (c, h, w),
+        _randomize(calls, call, conv),
     )
+
+
+def _last_feature_map(calls: Sequence[Call]) -> Call | None:
+    """Return the call that finishes last with a feature map, as the module docstring says."""
+    pooled = {_value(c) for c in calls if isinstance(c.module, POOL_TYPES)}
+    flat = [
+        c.name + "."
+        for c in calls
+        if c.name and c.output is not None and c.output.dim() == 4 and not _spatial(c)
+    ]
+    found = [
+        c
+        for c in calls
+        if c.name
+        and _spatial(c)
+        and _value(c) not in pooled
+        and not any(c.name.startswith(prefix) for prefix in flat)
+    ]
+    return found[-1] if found else None
 
 
 @torch.no_grad()
@@ -92,8 +178,7 @@ def find_target(
             f"--cam-layer {name!r} is not a module of this model{hint}; name one whose output "
             "is a feature map [N, C, H, W], such as the last conv block"
         )
-    also = set(convs.values()) | ({modules[name]} if name else set())
-    with torch.inference_mode(False), CallTracer(model, also) as tracer:
+    with torch.inference_mode(False), CallTracer(model, set(model.modules())) as tracer:
         model(sample)
     calls = tracer.calls
     if name is not None:
@@ -109,17 +194,24 @@ def find_target(
                 "a feature map [N, C, H, W] with H × W > 1"
             )
         call = spatial[0]
-        conv = call if call.name in convs else None
-        return _target(call, conv)
-    conv_calls = [(i, c) for i, c in enumerate(calls) if c.name in convs and _spatial(c)]
-    if not conv_calls:
+        return _target(calls, call, call if call.name in convs else None)
+    target = _last_feature_map(calls)
+    if target is None:
         raise ModelError(
-            "no conv layer of this model gives a feature map with more than one position, "
+            "no module of this model gives a feature map with more than one position, "
             "so no class activation map can be drawn; pass --cam none, or --cam-layer NAME"
         )
-    start, conv = conv_calls[-1]
-    end = calls[_chain_end(calls, start)]
-    return _target(end if _spatial(end) else conv, conv)
+    # The sanity check randomises a conv: the last one, when the map's value is that conv's
+    # output after its norm and activation. A value made by concatenation (DenseNet) or a
+    # residual sum of a block without an activation after it (ConvNeXt) has no such conv.
+    leaves = [c for c in calls if _leaf(c) or c.name in convs]
+    conv_calls = [i for i, c in enumerate(leaves) if c.name in convs and _spatial(c)]
+    conv = None
+    if conv_calls:
+        end = leaves[_chain_end(leaves, conv_calls[-1])]
+        if _value(end) == _value(target):
+            conv = leaves[conv_calls[-1]]
+    return _target(calls, target, conv)
 
 
 @torch.no_grad()

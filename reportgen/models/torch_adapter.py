@@ -161,18 +161,21 @@ class _TorchRecording:
 
 
 @contextmanager
-def _randomized(weight: nn.Parameter, seed: int = 0) -> Iterator[None]:
-    """Replace ``weight`` by seeded normal values of its own standard deviation, then restore it."""
-    saved = weight.detach().clone()
+def _randomized(weights: Sequence[nn.Parameter], seed: int = 0) -> Iterator[None]:
+    """Replace each of ``weights`` by seeded normal values of its own standard deviation,
+    then restore them exactly."""
+    saved = [w.detach().clone() for w in weights]
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn(weight.shape, generator=generator, dtype=torch.float32)
     try:
         with torch.no_grad():
-            weight.copy_((noise * saved.float().std()).to(weight.device, weight.dtype))
+            for weight, before in zip(weights, saved, strict=True):
+                noise = torch.randn(weight.shape, generator=generator, dtype=torch.float32)
+                weight.copy_((noise * before.float().std()).to(weight.device, weight.dtype))
         yield
     finally:
         with torch.no_grad():
-            weight.copy_(saved)
+            for weight, before in zip(weights, saved, strict=True):
+                weight.copy_(before)
 
 
 class TorchAdapter:
@@ -265,7 +268,7 @@ class TorchAdapter:
     def cam_layer(self, name: str | None = None) -> CamLayer:
         """Say where class activation maps are computed: ``name`` (``--cam-layer``) or chosen."""
         target = self._target(name)
-        return CamLayer(target.name, target.point, target.conv, *target.shape)
+        return CamLayer(target.name, target.point, target.conv, *target.shape, target.randomize)
 
     @contextmanager
     def gradients(self, name: str | None = None) -> Iterator[GradientRecorder]:
@@ -277,18 +280,18 @@ class TorchAdapter:
             yield recorder
 
     def randomized(self, name: str | None = None) -> AbstractContextManager[None]:
-        """Replace the weights of the CAM layer's conv by seeded random ones of the same
-        standard deviation for a ``with`` block, and put them back exactly after it."""
-        return _randomized(self._randomizable(self._target(name)))
-
-    def _randomizable(self, target: Target) -> nn.Parameter:
-        """Return the weights the sanity check randomises: the target's conv's, or its own."""
-        conv = dict(self._module.named_modules()).get(target.conv) if target.conv else None
-        for candidate in (conv, target.module):
-            weight = getattr(candidate, "weight", None)
-            if isinstance(weight, nn.Parameter):
-                return weight
-        raise ModelError(f"the CAM layer {target.name} has no weights to randomise")
+        """Replace the conv weights of :meth:`cam_layer`'s ``randomized`` module by seeded
+        random ones of the same standard deviation for a ``with`` block, then put them back."""
+        target = self._target(name)
+        module = dict(self._module.named_modules()).get(target.randomize or "")
+        weights = [
+            m.weight
+            for m in (module.modules() if module is not None else ())
+            if isinstance(getattr(m, "weight", None), nn.Parameter) and m.weight.dim() >= 2
+        ]
+        if not weights:
+            raise ModelError(f"the CAM layer {target.name} has no conv weights to randomise")
+        return _randomized(weights)
 
     @contextmanager
     def recording(self, taps: Collection[Tap], sink: Sink) -> Iterator[_TorchRecording]:

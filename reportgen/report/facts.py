@@ -297,6 +297,7 @@ class CamLayer:
     channels: int
     height: int
     width: int
+    randomized: str | None = None  # whose conv weights the sanity check randomises
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from ..analysis.ranking import Rank
 from ..analysis.selection import Selection
@@ -22,3 +23,4 @@ class SiteChoices:
     max_channels: int
     point: PointName = "activation"  # --point: each layer's maps and charts, where it has it
     rank: Rank = "relative"  # --rank
+    strip_scale: Literal["class", "tile"] = "class"  # --strip-scale

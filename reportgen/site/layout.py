@@ -12,12 +12,18 @@ __all__ = [
     "GRID_PX",
     "MAX_STRIP_LAYERS",
     "MEAN_MAP_PX",
+    "MISTAKE_CLASSES_SHOWN",
     "PAIRS_SHOWN",
+    "STRIP_PX",
+    "STRIP_SHOWN_PX",
     "strip_depths",
     "strongest_channels",
 ]
 
 MAX_STRIP_LAYERS = 16
+STRIP_PX = 32  # a depth-strip tile: each map averaged down (or enlarged) to this square
+STRIP_SHOWN_PX = 64  # and shown enlarged to this
+MISTAKE_CLASSES_SHOWN = 24  # classes with cards on the mistakes page; each has its own page
 CONFUSION_LIMIT = 20
 PAIRS_SHOWN = 10  # most confused class pairs listed above the confusion matrix
 FILTERS_SHOWN = 64

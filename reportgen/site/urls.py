@@ -26,6 +26,7 @@ __all__ = [
     "cam_picture",
     "channel_chart_picture",
     "class_anchor",
+    "class_page",
     "filter_picture",
     "grid_picture",
     "image_page",
@@ -37,6 +38,7 @@ __all__ = [
     "relative",
     "section_id",
     "strip_picture",
+    "taken_anchor",
 ]
 
 INDEX = "index.html"
@@ -77,9 +79,19 @@ def input_picture(index: int, ext: str) -> str:
     return f"img/inputs/image-{index + 1:04d}.{ext}"
 
 
-def strip_picture(index: int, ext: str) -> str:
-    """Name an image's shallow-to-deep strip of channel-mean maps."""
-    return f"img/strips/image-{index + 1:04d}.{ext}"
+def strip_picture(index: int, depth: int, ext: str) -> str:
+    """Name one tile of an image's shallow-to-deep strip: its channel-mean map at ``depth``."""
+    return f"img/strips/image-{index + 1:04d}/layer-{depth + 1:03d}.{ext}"
+
+
+def class_page(label: int) -> str:
+    """Name the page of every mistake of the true class ``label``."""
+    return f"mistakes/class-{label + 1:04d}.html"
+
+
+def taken_anchor(predicted: int) -> str:
+    """Name the anchor of the mistakes taken for class ``predicted`` on a class's page."""
+    return f"taken-for-{predicted + 1}"
 
 
 def cam_picture(index: int, label: int, ext: str) -> str:

@@ -9,11 +9,11 @@ from .filters import FiltersPage, filters_page
 from .image import ImagePage, image_page
 from .index import IndexPage, index_page
 from .layer import LayerPage, layer_page
-from .mistakes import MistakesPage, mistakes_page
+from .mistakes import ClassPage, MistakesPage, class_page, mistakes_page
 
 __all__ = ["Page", "PageContext", "PageKind", "iter_pages"]
 
-Page = IndexPage | FiltersPage | MistakesPage | LayerPage | ImagePage
+Page = IndexPage | FiltersPage | MistakesPage | ClassPage | LayerPage | ImagePage
 
 
 def iter_pages(ctx: PageContext) -> Iterator[Page]:
@@ -21,6 +21,8 @@ def iter_pages(ctx: PageContext) -> Iterator[Page]:
     yield index_page(ctx)
     yield filters_page(ctx)
     yield mistakes_page(ctx)
+    for row in sorted(ctx.choices.selection.mistakes, key=lambda row: row.label):
+        yield class_page(ctx, row)
     for layer in ctx.report.layers:
         yield layer_page(ctx, layer.depth)
     for position in range(len(ctx.choices.selection.showcase)):

@@ -14,7 +14,7 @@ from ...analysis.rules import CAM_SANITY
 from ...report.facts import Prediction, Report
 from .. import urls
 from ..choices import SiteChoices
-from ..layout import GRID_PX, MEAN_MAP_PX, strip_depths
+from ..layout import GRID_PX, MEAN_MAP_PX, STRIP_SHOWN_PX, strip_depths
 from ..urls import Linker
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "PageKind",
     "Picture",
     "Sizes",
+    "StripTile",
     "Verdict",
     "index_list",
     "num",
@@ -38,7 +39,7 @@ __all__ = [
     "verdict",
 ]
 
-PageKind = Literal["index", "image", "layer", "filters", "mistakes"]
+PageKind = Literal["index", "image", "layer", "filters", "mistakes", "class"]
 Sizes = Mapping[str, tuple[int, int]]
 
 
@@ -122,6 +123,16 @@ class Neighbour:
 
 
 @dataclass(frozen=True)
+class StripTile:
+    """One layer's channel-mean map in a depth strip, linked to the layer's page."""
+
+    link: Link
+    name_parts: tuple[str, ...]  # the layer's name split at its dots, where it may wrap
+    picture: Picture
+    shape: str
+
+
+@dataclass(frozen=True)
 class Card:
     """A small linked example: an image, what the model said, and whether it was right."""
 
@@ -132,7 +143,7 @@ class Card:
     confidence: str
     truth: str
     verdict: Verdict
-    strip: Picture | None = None
+    strip: tuple[StripTile, ...] = ()  # on the mistakes pages
     cams: tuple[CamView, ...] = ()
     top: str = ""  # on the mistakes page: the top five, such as "square 43.8%, circle 35.3%, ..."
     nearest: tuple[Neighbour, ...] = ()  # for a mistake on the mistakes page
@@ -184,6 +195,7 @@ class PageContext:
         self.ext = ext
         self.base = linker
         self.showcase = set(choices.selection.showcase)
+        self.mistake_classes = {row.label for row in choices.selection.mistakes}
 
     def picture(self, linker: Linker, asset: str, alt: str, at_least: int = 0) -> Picture:
         """Describe an asset; small ones are shown enlarged (by a whole factor, up to 4×)."""
@@ -208,7 +220,10 @@ class PageContext:
             title=title,
             section_id=urls.section_id(linker.page),
             style_href=urls.relative(linker.page, urls.STYLE),
-            nav=tuple(NavItem(linker.href(href), text, k == kind) for href, text, k in items),
+            nav=tuple(
+                NavItem(linker.href(href), text, k == kind or (k, kind) == ("mistakes", "class"))
+                for href, text, k in items
+            ),
             untrained=self.report.looks_untrained,
             untrained_found=self.report.looks_untrained and not self.report.model.untrained,
             model_name=self.report.model.name,
@@ -216,10 +231,14 @@ class PageContext:
         )
 
     def class_href(self, linker: Linker, label: int) -> str:
-        """Link a true class to its row of mistakes, or to its per-class accuracy without one."""
-        rows = {row.label for row in self.choices.selection.mistakes}
-        anchor = urls.class_anchor(label) if label in rows else urls.accuracy_anchor(label)
-        return linker.href(urls.MISTAKES, anchor)
+        """Link a true class to its page of mistakes, or to its per-class accuracy without one."""
+        if label in self.mistake_classes:
+            return linker.href(urls.class_page(label))
+        return linker.href(urls.MISTAKES, urls.accuracy_anchor(label))
+
+    def pair_href(self, linker: Linker, true: int, predicted: int) -> str:
+        """Link to the images of class ``true`` taken for class ``predicted``."""
+        return linker.href(urls.class_page(true), urls.taken_anchor(predicted))
 
     def image_label(self, index: int) -> str:
         """Name an image by its path under the image folder."""
@@ -272,13 +291,20 @@ class PageContext:
         p = self.report.image(index).prediction
         label = self.image_label(index)
         link = Link(linker.href(urls.image_page(index)), label) if index in self.showcase else None
-        strip = None
+        strip: tuple[StripTile, ...] = ()
         if with_strip:
-            count = len(strip_depths(len(self.report.layers)))
-            strip = self.picture(
-                linker,
-                urls.strip_picture(index, self.ext),
-                f"Channel-mean maps of {count} conv layers, shallow to deep, for {label}",
+            strip = tuple(
+                self.strip_tile(
+                    linker,
+                    depth,
+                    self.picture(
+                        linker,
+                        urls.strip_picture(index, depth, self.ext),
+                        f"Channel-mean map of {self.report.layers[depth].conv.name} for {label}",
+                        at_least=STRIP_SHOWN_PX,
+                    ),
+                )
+                for depth in strip_depths(len(self.report.layers))
             )
         return Card(
             link=link,
@@ -295,6 +321,17 @@ class PageContext:
             else "",
             nearest=self.neighbours(linker, index) if with_strip else (),
             nearest_class=self.report.class_name(p.predicted),
+        )
+
+    def strip_tile(self, linker: Linker, depth: int, picture: Picture) -> StripTile:
+        """Make layer ``depth``'s tile of a depth strip from its ``picture``."""
+        layer = self.report.layers[depth]
+        name = layer.conv.name
+        return StripTile(
+            link=Link(linker.href(urls.layer_page(depth)), name),
+            name_parts=tuple(name.split(".")),
+            picture=picture,
+            shape=shape_text(layer.at(self.choices.point).stats.output_shape),
         )
 
     def neighbours(self, linker: Linker, index: int) -> tuple[Neighbour, ...]:
@@ -327,8 +364,14 @@ class PageContext:
     def cam_check(self, index: int) -> tuple[str, bool]:
         """Say what the sanity check found for image ``index``'s map, and whether it failed."""
         cams = self.report.cams
-        if cams is None or cams.randomized_layer is None or index not in cams.by_index:
+        if cams is None or index not in cams.by_index:
             return "", False
+        if cams.randomized_layer is None:
+            return (
+                "Sanity check not run: no module with conv weights returns the map's value "
+                f"at {cams.layer.name}, so there are no weights to randomise.",
+                False,
+            )
         value = cams.randomized_by_index.get(index)
         layer = cams.randomized_layer
         if self.report.looks_untrained:
@@ -341,7 +384,8 @@ class PageContext:
         if value is None:
             return (
                 f"Sanity check: the predicted class's map, or the same map computed with "
-                f"{layer}'s weights randomised, is constant, so the two cannot be compared.",
+                f"the conv weights of {layer} randomised, is constant, so the two cannot be "
+                "compared.",
                 False,
             )
         failed = value >= CAM_SANITY
@@ -354,7 +398,7 @@ class PageContext:
         )
         return (
             "Sanity check (Adebayo et al., 2018): the predicted class's map, computed again "
-            f"with {layer}'s weights replaced by random ones, has a rank correlation of "
+            f"with the conv weights of {layer} replaced by random ones, has a rank correlation of "
             f"{value:.2f} with the predicted class's map above: {verdict}.",
             failed,
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import urls
-from .common import Card, Chrome, Fact, Link, PageContext, Picture, pct, shape_text
+from .common import Card, Chrome, Fact, Link, PageContext, StripTile, pct, shape_text
 from .findings import FindingGroup, finding_groups, severity_counts
 
-__all__ = ["IndexPage", "LayerRow", "StripTile", "index_page"]
+__all__ = ["IndexPage", "LayerRow", "index_page"]
 
 NOT_CALLED_NAMED = 10
 
@@ -17,15 +17,6 @@ LABEL_SOURCES = {
     "csv": "from the --labels CSV",
     "none": "none: no image has a known true class",
 }
-
-
-@dataclass(frozen=True)
-class StripTile:
-    """One layer's channel-mean map in the depth overview."""
-
-    link: Link
-    picture: Picture
-    shape: str
 
 
 @dataclass(frozen=True)
@@ -123,10 +114,8 @@ def index_page(ctx: PageContext) -> IndexPage:
         first = showcase[0]
         representative = ctx.card(linker, first)
         strip = [
-            StripTile(
-                link=Link(linker.href(urls.layer_page(layer.depth)), layer.conv.name),
-                picture=ctx.mean_map(linker, first, layer.depth, at_least=0),
-                shape=shape_text(layer.at(ctx.choices.point).stats.output_shape),
+            ctx.strip_tile(
+                linker, layer.depth, ctx.mean_map(linker, first, layer.depth, at_least=0)
             )
             for layer in r.layers
         ]
