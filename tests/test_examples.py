@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import sys
 from pathlib import Path
@@ -88,11 +89,15 @@ def test_the_comparison_page_shows_real_mistakes(shapes_site: Path) -> None:
     data = read_report_json(shapes_site)
     wrong = {i["path"] for i in data["images"] if i["correct"] is False}
     compare = (shapes_site / "mistakes.html").read_text(encoding="utf-8")
-    cards = re.findall(
-        r'<figure class="card wrong">.*?shallow to deep, for ([^"]+)"', compare, re.S
-    )
-    assert cards, "no wrong prediction appears on compare.html"
+    card = r'<figure class="card wrong">\s*(?:<a [^>]*>)?<img [^>]*alt="Input image ([^"]+) as'
+    cards = re.findall(card, compare)
+    assert cards, "no wrong prediction appears on mistakes.html"
     assert set(cards) <= wrong
+    # Every mistake is on its true class's page, as a card or in the list under them.
+    pages = sorted((shapes_site / "mistakes").glob("class-*.html"))
+    text = "".join(page.read_text(encoding="utf-8") for page in pages)
+    assert len(pages) == len({i["label"] for i in data["images"] if i["correct"] is False})
+    assert all(html.escape(path) in text for path in wrong)
 
 
 def test_trained_first_layer_filters_are_not_a_fresh_initialization(shapes_site: Path) -> None:

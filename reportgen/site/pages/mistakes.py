@@ -233,7 +233,7 @@ def _class_link(ctx: PageContext, linker: Linker, row: ClassMistakes) -> Link:
     name = ctx.report.class_name(row.label)
     return Link(
         linker.href(urls.class_page(row.label)),
-        f"All {len(row.wrong)} mistakes of {name}, by the class each was taken for",
+        f"Every mistake of {name} ({len(row.wrong)}), by the class it was taken for",
     )
 
 
