@@ -110,6 +110,7 @@ class CamView:
     role: str  # "predicted" or "true"
     class_name: str
     zero: bool  # zero everywhere: no position raised the class's score
+    peak: str  # the map's raw maximum, so two maps' strengths can be compared
 
 
 @dataclass(frozen=True)
@@ -358,7 +359,7 @@ class PageContext:
             name = self.report.class_name(cam.label)
             alt = f"{METHOD_NAMES[cams.method]} map for {role} class {name} over {label}"
             picture = self.picture(linker, urls.cam_picture(index, cam.label, self.ext), alt)
-            views.append(CamView(picture, role, name, zero=cam.max <= 0.0))
+            views.append(CamView(picture, role, name, zero=cam.max <= 0.0, peak=f"{cam.max:.3g}"))
         return tuple(views)
 
     def cam_check(self, index: int) -> tuple[str, bool]:
