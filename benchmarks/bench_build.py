@@ -9,7 +9,8 @@ It draws its own images (seeded, JPEG), then measures in one run:
 1. the floor: decoding, preprocessing and a bare batched forward pass over every image,
    with a tap on every conv layer that records nothing;
 2. a build end to end (``--weights none``) in a child process, with its stage timings,
-   and the same build with ``--cam none`` (what class activation maps add);
+   the same build with ``--cam none`` (what class activation maps add) and with
+   ``--unit-examples 0`` (what each channel's top and bottom examples add to pass 1);
 3. the tutorial approach: one matplotlib figure per showcased image and conv layer
    (``plt.subplots``, ``imshow`` per channel, ``savefig``), the same grids featreport draws;
 4. peak resident memory of a build at each ``--memory`` image count, and the site's size;
@@ -280,6 +281,15 @@ def main() -> None:
             f"build / --cam none: {timings['total'] / plain['total']:.2f}x (target at most 1.35x)"
         )
         shutil.rmtree(work / "site-no-cam", ignore_errors=True)
+        _, _, bare = run_build({**options, "unit_examples": 0, "out": work / "site-no-units"})
+        first = sum(v for k, v in timings.items() if k.startswith("pass 1"))
+        first_bare = sum(v for k, v in bare.items() if k.startswith("pass 1"))
+        print(
+            f"   pass 1 with each channel's top and bottom examples: {first:.2f} s; with "
+            f"--unit-examples 0: {first_bare:.2f} s: +{100 * (first / first_bare - 1):.0f}% "
+            f"(target under 15%); the whole build +{100 * (timings['total'] / bare['total'] - 1):.0f}%"
+        )
+        shutil.rmtree(work / "site-no-units", ignore_errors=True)
 
         grids(config, work / "site", args.tutorial_images)
 

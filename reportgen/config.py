@@ -209,6 +209,14 @@ class SiteConfig:
         show_default=True,
         help="Images that get full shallow-to-deep pages.",
     )
+    unit_examples: int = _option(
+        9,
+        "--unit-examples",
+        kind="int",
+        minimum=0,
+        show_default=True,
+        help="Images kept per channel: those it responds to most (its spatial maximum) and least; 0 keeps none.",
+    )
     point: Literal["activation", "conv"] = _option(
         "activation",
         "--point",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import webbrowser
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,7 @@ from .report.facts import (
     ModelFacts,
     PointRecord,
     Prediction,
+    ReceptiveField,
     Report,
     Skipped,
 )
@@ -58,7 +59,7 @@ from .site.render import render_page, render_single, stylesheet
 from .site.writer import SiteWriter, check_output
 from .tally.conventions import fit_conventions
 from .tally.features import nearest_correct
-from .tally.pass1 import LayerTally, Pass1, run_pass1
+from .tally.pass1 import LayerTally, Pass1, Pass1Options, run_pass1
 from .timing import Timings
 
 __all__ = ["build", "judge", "make_report"]
@@ -69,6 +70,7 @@ Progress = Callable[[int], None]
 CAMS = "gradient pass: class activation maps"
 DRAW_CAMS = "draw class activation maps"
 PASS2 = "pass 2: feature maps of selected images"
+FIELDS = "receptive fields"
 DRAW_MAPS = "draw and encode feature maps"
 DRAW_LAYERS = "draw filters and charts"
 PAGES = "render and write pages"
@@ -100,8 +102,10 @@ def make_report(
     passed_over: Sequence[Skipped],
     loaded: LoadedModel,
     pass1: Pass1,
+    fields: Mapping[str, ReceptiveField] | None = None,
 ) -> Report:
-    """Turn what pass 1 measured into the report's facts: labels, accuracy, layer verdicts."""
+    """Turn what pass 1 measured into the report's facts: labels, accuracy, layer verdicts,
+    and each layer's receptive field where ``fields`` has it."""
     names, names_source = name_classes(
         config.model.classes_file, loaded.categories, pass1.num_classes
     )
@@ -110,7 +114,11 @@ def make_report(
         ImageRecord(i, files[i].rel, Prediction(top, labels.labels[i]), pass1.properties[i])
         for i, top in sorted(pass1.top.items())
     )
-    layers = tuple(_layer_record(depth, layer, loaded) for depth, layer in enumerate(pass1.layers))
+    fields = fields or {}
+    layers = tuple(
+        _layer_record(depth, layer, loaded, fields.get(layer.conv.name))
+        for depth, layer in enumerate(pass1.layers)
+    )
     nearest: dict[int, tuple[tuple[int, float], ...]] = {}
     if pass1.features is not None:
         wrong = {i.index: i.prediction.predicted for i in images if i.prediction.correct is False}
@@ -147,7 +155,9 @@ def make_report(
     )
 
 
-def _layer_record(depth: int, layer: LayerTally, loaded: LoadedModel) -> LayerRecord:
+def _layer_record(
+    depth: int, layer: LayerTally, loaded: LoadedModel, field: ReceptiveField | None
+) -> LayerRecord:
     """State one layer's facts and verdicts from what pass 1 measured."""
     points = tuple(
         PointRecord(
@@ -156,6 +166,7 @@ def _layer_record(depth: int, layer: LayerTally, loaded: LoadedModel) -> LayerRe
             moments=p.moments,
             stats=channel_stats(p.moments),
             positive=p.positive,
+            units=p.units,
         )
         for p in layer.points
     )
@@ -172,6 +183,7 @@ def _layer_record(depth: int, layer: LayerTally, loaded: LoadedModel) -> LayerRe
         dead_channels=dead,
         silent=silent,
         fresh_norm_median=loaded.fresh_norm_medians.get(layer.conv.name),
+        receptive_field=field,
     )
     return dataclasses.replace(record, norm_divergence=layer_divergence(record))
 
@@ -411,8 +423,19 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
     with clock.stage("load model"):
         loaded = load_model(config.model, run)
     with progress_bar(len(files), run.quiet, "inference", "img") as progress:
-        pass1 = run_pass1(loaded.adapter, files, loaded.preprocess, run.batch_size, progress, clock)
-    report = make_report(config, files, passed_over, loaded, pass1)
+        pass1 = run_pass1(
+            loaded.adapter,
+            files,
+            loaded.preprocess,
+            run.batch_size,
+            progress,
+            clock,
+            Pass1Options(unit_examples=site_config.unit_examples, unit_point=site_config.point),
+        )
+    with clock.stage(FIELDS):
+        # Twice the input's side: ResNet-18's deepest field (435 px) fits in 448.
+        fields = loaded.adapter.receptive_fields(2 * loaded.preprocess.crop)
+    report = make_report(config, files, passed_over, loaded, pass1, fields)
     with clock.stage(FINDINGS):
         report = judge(report, files, loaded)
     for warning in report.warnings:

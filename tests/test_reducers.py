@@ -17,7 +17,7 @@ from reportgen.models.adapter import LOGITS, Tap
 from reportgen.models.load import load_model
 from reportgen.models.torch_adapter import TorchAdapter
 from reportgen.tally.moments import ChannelMomentsReducer
-from reportgen.tally.pass1 import run_pass1
+from reportgen.tally.pass1 import Pass1Options, run_pass1
 from reportgen.tally.predictions import TopClassesReducer
 from reportgen.tally.reducer import Tally
 
@@ -107,7 +107,12 @@ def test_pass1_over_shards_gives_the_same_predictions_and_any_batch_size(
 
     def pass1(batch_size: int, shard: list[int] | None = None):
         return run_pass1(
-            loaded.adapter, files, loaded.preprocess, batch_size, lambda n: None, shard=shard
+            loaded.adapter,
+            files,
+            loaded.preprocess,
+            batch_size,
+            lambda n: None,
+            options=Pass1Options(shard=shard),
         )
 
     whole = pass1(3)
@@ -318,3 +323,77 @@ def test_moments_keep_the_spread_of_per_image_means() -> None:
     assert result.images == 10
     expected = per_image.std(dim=0, unbiased=False).tolist()
     assert result.image_spread == pytest.approx(expected, rel=1e-5)
+
+
+# ------------------------------------------------------------------ top-k per channel
+
+
+def _fold(reducer, x: torch.Tensor, batch: int):  # type: ignore[no-untyped-def]
+    for start in range(0, len(x), batch):
+        reducer.update(x[start : start + batch], torch.arange(start, min(start + batch, len(x))))
+    return reducer.state()
+
+
+def test_top_k_keeps_the_highest_maxima_ties_by_image_order_whatever_the_batching() -> None:
+    from reportgen.tally.topk import TopKReducer
+
+    torch.manual_seed(0)
+    x = torch.randn(23, 3, 5, 4)
+    # Channel 1: images 4, 9 and 17 share the highest maximum; image 2 is next.
+    x[:, 1] = x[:, 1].clamp(max=1.0)
+    for i in (17, 4, 9):
+        x[i, 1, 2, 3] = 5.0
+    x[2, 1, 0, 1] = 4.0
+    results = []
+    for batch in (1, 4, 23):
+        for layout in (torch.contiguous_format, torch.channels_last):
+            reducer = TopKReducer(k=4, top=True, bottom=True)
+            state = _fold(reducer, x.contiguous(memory_format=layout), batch)
+            results.append(reducer.finish(state))
+    first = results[0]
+    assert all(r == first for r in results[1:])
+    top = first.top[1]
+    assert [(e.image, e.value, e.y, e.x) for e in top] == [
+        (4, 5.0, 2, 3),
+        (9, 5.0, 2, 3),
+        (17, 5.0, 2, 3),
+        (2, 4.0, 0, 1),
+    ]
+    # Every channel, against a plain sort of the per-image maxima and minima.
+    maxima = x.flatten(2).amax(dim=2)
+    minima = x.flatten(2).amin(dim=2)
+    for c in range(3):
+        expected = sorted(range(23), key=lambda i: (-float(maxima[i, c]), i))[:4]
+        assert [e.image for e in first.top[c]] == expected
+        lowest = sorted(range(23), key=lambda i: (float(minima[i, c]), i))[:4]
+        assert first.bottom is not None
+        assert [e.image for e in first.bottom[c]] == lowest
+        assert all(float(minima[e.image, c]) == e.value for e in first.bottom[c])
+
+
+def test_top_k_of_two_shards_merges_to_the_whole_and_the_reservoir_is_fixed() -> None:
+    from reportgen.tally.topk import QUANTILES, SAMPLE, TopKReducer, reservoir_key
+
+    torch.manual_seed(1)
+    x = torch.randn(150, 2, 3, 3)
+    whole = TopKReducer(k=5)
+    expected = whole.finish(_fold(whole, x, 16))
+    a, b = TopKReducer(k=5), TopKReducer(k=5)
+    odd = list(range(1, 150, 2))
+    even = list(range(0, 150, 2))
+    for reducer, part in ((a, odd), (b, even)):
+        for start in range(0, len(part), 7):
+            chunk = part[start : start + 7]
+            reducer.update(x[chunk], torch.tensor(chunk))
+    merged = a.finish(a.merge(b.state(), a.state()))
+    assert merged == expected
+    assert merged.bottom is None and merged.sample_size == SAMPLE
+    # The reservoir: the SAMPLE images of smallest key, the same for every channel.
+    keys = reservoir_key(torch.arange(150))
+    chosen = set(torch.sort(keys).indices[:SAMPLE].tolist())
+    maxima = x.flatten(2).amax(dim=2)
+    for c in range(2):
+        values = sorted(float(maxima[i, c]) for i in chosen)
+        picks = [values[round(q * (SAMPLE - 1))] for q in QUANTILES]
+        assert [e.value for e in merged.quantiles[c]] == picks
+        assert {e.image for e in merged.quantiles[c]} <= chosen

@@ -17,7 +17,7 @@ from typing import Literal, Protocol
 
 import torch
 
-from ..report.facts import BlockFacts, CamLayer, ConvFacts
+from ..report.facts import BlockFacts, CamLayer, ConvFacts, ReceptiveField
 
 __all__ = [
     "FEATURES",
@@ -125,6 +125,10 @@ class ModelAdapter(Protocol):
 
     def recording(self, taps: Collection[Tap], sink: Sink) -> AbstractContextManager[Recording]:
         """Open a recording that calls ``sink`` for every tap in ``taps`` on each forward."""
+        ...
+
+    def receptive_fields(self, max_size: int) -> Mapping[str, ReceptiveField]:
+        """Measure each conv layer's receptive field, on inputs of at most ``max_size`` pixels."""
         ...
 
     def has_features(self) -> bool:

@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from ..errors import InferenceError, ModelError, short_error
-from ..report.facts import BlockFacts, CamLayer, ConvFacts
+from ..report.facts import BlockFacts, CamLayer, ConvFacts, ReceptiveField
 from .adapter import FEATURES, INPUT, LOGITS, Sink, Tap
 from .attribution import Target, find_head, find_target
 from .blocks import Block, block_facts, find_blocks
 from .hooks import GradientRecorder, Hooked, TapRecorder
 from .logits import pick_logits
+from .receptive import receptive_fields
 
 __all__ = [
     "CONV_TYPES",
@@ -211,6 +212,11 @@ class TorchAdapter:
     def filters(self, layer: str) -> torch.Tensor:
         """Return a layer's weights as ``[out_channels, in_channels/groups, kh, kw]``."""
         return output_filters(self._layers[layer])
+
+    def receptive_fields(self, max_size: int) -> dict[str, ReceptiveField]:
+        """Measure each conv layer's receptive field, on inputs of at most ``max_size`` pixels."""
+        channels = self._input_shape[0] if self._input_shape is not None else 3
+        return receptive_fields(self._module, list(self._layers), channels, max_size)
 
     def _sample(self) -> torch.Tensor:
         """Return the seeded random input that traces of the forward pass run."""

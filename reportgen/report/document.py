@@ -11,11 +11,13 @@ from .facts import (
     PROPERTY_NAMES,
     CamMap,
     Cams,
+    Example,
     Finding,
     ImageRecord,
     LayerRecord,
     PointRecord,
     Report,
+    UnitExamples,
 )
 
 __all__ = ["SCHEMA_VERSION", "to_json"]
@@ -110,9 +112,31 @@ def _cams(cams: Cams | None) -> dict[str, Any] | None:
     }
 
 
-def _point(record: PointRecord) -> dict[str, Any]:
+def _examples(report: Report, rows: tuple[tuple[Example, ...], ...]) -> list[list[list[Any]]]:
+    """Write each channel's examples as ``[path, value, y, x]``."""
+    return [[[report.image(e.image).path, _finite(e.value), e.y, e.x] for e in row] for row in rows]
+
+
+def _units(report: Report, units: UnitExamples | None) -> dict[str, Any] | None:
+    if units is None:
+        return None
+    return {
+        "rule": "each image's spatial maximum per channel, highest first (bottom: spatial "
+        "minimum, lowest first), ties by image order; quantiles of the maxima over a fixed "
+        "sample of images",
+        "map_size": [units.height, units.width],
+        "top": None if units.top is None else _examples(report, units.top),
+        "bottom": None if units.bottom is None else _examples(report, units.bottom),
+        "quantile_levels": list(units.levels),
+        "quantiles": None if units.quantiles is None else _examples(report, units.quantiles),
+        "sample_size": units.sample_size,
+    }
+
+
+def _point(report: Report, record: PointRecord) -> dict[str, Any]:
     stats, moments = record.stats, record.moments
     return {
+        "units": _units(report, record.units),
         "label": record.label,
         "activation_min": _finite(stats.activation_min),
         "activation_max": _finite(stats.activation_max),
@@ -128,7 +152,7 @@ def _point(record: PointRecord) -> dict[str, Any]:
     }
 
 
-def _layer(layer: LayerRecord) -> dict[str, Any]:
+def _layer(report: Report, layer: LayerRecord) -> dict[str, Any]:
     block, norm, corr = layer.block, layer.block.norm, layer.correlations
     return {
         "name": layer.conv.name,
@@ -147,7 +171,14 @@ def _layer(layer: LayerRecord) -> dict[str, Any]:
             "activation": block.activation,
             "activation_type": block.activation_type,
         },
-        "points": {record.point: _point(record) for record in layer.points},
+        "points": {record.point: _point(report, record) for record in layer.points},
+        "receptive_field": None
+        if layer.receptive_field is None
+        else {
+            "height": layer.receptive_field.height,
+            "width": layer.receptive_field.width,
+            "at_least": layer.receptive_field.at_least,
+        },
         "norm_divergence": None
         if layer.norm_divergence is None
         else _finite(layer.norm_divergence),
@@ -190,7 +221,7 @@ def _finding(finding: Finding) -> dict[str, Any]:
 def to_json(report: Report) -> str:
     """Serialize the report's facts with sorted keys, for machines."""
     images = [_image(report, image) for image in report.images]
-    layers = [_layer(layer) for layer in report.layers]
+    layers = [_layer(report, layer) for layer in report.layers]
     acc = report.accuracy
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,

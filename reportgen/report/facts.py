@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = [
     "PROPERTY_NAMES",
@@ -26,6 +26,7 @@ __all__ = [
     "ConventionFit",
     "Correlations",
     "Evidence",
+    "Example",
     "FilterStats",
     "Finding",
     "ImageRecord",
@@ -35,9 +36,11 @@ __all__ = [
     "PointName",
     "PointRecord",
     "Prediction",
+    "ReceptiveField",
     "Report",
     "Severity",
     "Skipped",
+    "UnitExamples",
 ]
 
 PointName = Literal["conv", "activation"]
@@ -195,6 +198,45 @@ class BlockFacts:
 
 
 @dataclass(frozen=True)
+class ReceptiveField:
+    """A layer's receptive field in input pixels (``models/receptive.py`` says how)."""
+
+    height: int
+    width: int
+    at_least: bool  # the field reached the edge of the largest input measured
+
+
+class Example(NamedTuple):
+    """One image's response of one channel: its spatial maximum (or minimum), and where.
+
+    A named tuple, not a dataclass: a layer has thousands of them, made in a blink.
+    """
+
+    image: int  # file index
+    value: float
+    y: int  # row and column in the tap's map
+    x: int
+
+
+@dataclass(frozen=True)
+class UnitExamples:
+    """Per channel of one point: the images it responds to most and least, and at quantiles.
+
+    Ranked by each image's spatial maximum (the bottom by its spatial minimum), ties by
+    image order; the quantiles are of the maxima over a fixed reservoir of ``sample_size``
+    images (``tally/topk.py``).
+    """
+
+    height: int  # the tap's map size, which y and x index
+    width: int
+    top: tuple[tuple[Example, ...], ...] | None  # per channel, highest maximum first
+    bottom: tuple[tuple[Example, ...], ...] | None  # per channel, lowest minimum first
+    quantiles: tuple[tuple[Example, ...], ...] | None  # per channel, one example per level
+    levels: tuple[float, ...]  # the quantiles, such as 0.25, 0.5 and 0.9
+    sample_size: int
+
+
+@dataclass(frozen=True)
 class PointRecord:
     """What was measured at one point of a layer, over every image and position."""
 
@@ -205,6 +247,7 @@ class PointRecord:
     # Per channel: the share of values above zero, on a grid of at most 16×16 positions an
     # image; measured at the layer's last point only (None at the conv output before it).
     positive: tuple[float, ...] | None
+    units: UnitExamples | None = None  # each channel's top, bottom and quantile examples
 
 
 @dataclass(frozen=True)
@@ -233,6 +276,7 @@ class LayerRecord:
     silent: tuple[int, ...]  # never above zero after a gating activation, on these images
     fresh_norm_median: float | None  # median filter norm of a fresh instance of the layer
     norm_divergence: float | None = None  # median KL of the norm's input from its running stats
+    receptive_field: ReceptiveField | None = None  # None: not measurable (a gate's own conv)
 
     @property
     def conv_point(self) -> PointRecord:

@@ -25,6 +25,7 @@ from ..report.facts import (
     Correlations,
     PointName,
     Skipped,
+    UnitExamples,
 )
 from ..timing import Timings
 from .active import PositiveShareReducer
@@ -34,13 +35,16 @@ from .moments import ChannelMomentsReducer
 from .predictions import TopClassesReducer
 from .properties import ImagePropertiesReducer
 from .reducer import Tally
+from .topk import TopKReducer
 
 __all__ = [
+    "COLLECT",
     "DECODE",
     "FORWARD",
     "STATS",
     "LayerTally",
     "Pass1",
+    "Pass1Options",
     "PointTally",
     "Unnormalize",
     "run_pass1",
@@ -49,6 +53,7 @@ __all__ = [
 DECODE = "pass 1: decode and preprocess"
 FORWARD = "pass 1: forward pass"
 STATS = "pass 1: statistics in hooks"
+COLLECT = "pass 1: collect the statistics"
 
 Progress = Callable[[int], None]
 
@@ -80,6 +85,7 @@ class PointTally:
     point: PointName
     moments: ChannelMoments
     positive: tuple[float, ...] | None
+    units: UnitExamples | None = None
 
 
 @dataclass(frozen=True)
@@ -108,16 +114,33 @@ class Pass1:
 
 
 @dataclass(frozen=True)
+class Pass1Options:
+    """Which images pass 1 reads, and how many examples it keeps per channel."""
+
+    shard: Sequence[int] | None = None  # file indices to read, in this order; None: all
+    unit_examples: int = 9  # each channel's top and bottom images kept; 0 keeps none
+    unit_point: PointName = "activation"  # --point: top examples kept there too
+
+
+DEFAULT_OPTIONS = Pass1Options()
+
+
+@dataclass(frozen=True)
 class _LayerReducers:
     block: BlockFacts
     points: tuple[tuple[PointName, ChannelMomentsReducer], ...]
     positive: PositiveShareReducer
     correlation: CorrelationReducer
+    units: tuple[TopKReducer, ...]  # one per point, or none
 
 
-def _add_layer(tally: Tally, adapter: ModelAdapter, layer: str) -> _LayerReducers:
+def _add_layer(
+    tally: Tally, adapter: ModelAdapter, layer: str, options: Pass1Options
+) -> _LayerReducers:
     """Register a layer's reducers: moments at both points where it has two; the share of
-    positive values and the correlations at the later one, where the network acts."""
+    positive values and the correlations at the later one, where the network acts. Top
+    examples at the later one and at the point the pages show; bottom examples at the
+    conv output, before any activation clips them."""
     block = adapter.block(layer)
     points: tuple[PointName, ...] = ("conv", "activation") if block.has_point else ("conv",)
     last = Tap(layer, points[-1])
@@ -128,18 +151,38 @@ def _add_layer(tally: Tally, adapter: ModelAdapter, layer: str) -> _LayerReducer
         ),
         positive=tally.add(last, PositiveShareReducer()),
         correlation=tally.add(last, CorrelationReducer(points[-1])),
+        units=tuple(
+            tally.add(
+                Tap(layer, point),
+                TopKReducer(
+                    options.unit_examples,
+                    top=point in (points[-1], options.unit_point),
+                    bottom=point == "conv",
+                ),
+            )
+            for point in points
+        )
+        if options.unit_examples
+        else (),
     )
 
 
 def _layer_tally(conv: ConvFacts, reducers: _LayerReducers, calls: int) -> LayerTally:
     last = reducers.points[-1][0]
     positive = reducers.positive.finish(reducers.positive.state())
+    units: list[UnitExamples | None] = [u.finish(u.state()) for u in reducers.units]
+    units = units or [None] * len(reducers.points)
     return LayerTally(
         conv=conv,
         block=reducers.block,
         points=tuple(
-            PointTally(point, moments.finish(moments.state()), positive if point == last else None)
-            for point, moments in reducers.points
+            PointTally(
+                point,
+                moments.finish(moments.state()),
+                positive if point == last else None,
+                examples,
+            )
+            for (point, moments), examples in zip(reducers.points, units, strict=True)
         ),
         correlations=reducers.correlation.finish(reducers.correlation.state()),
         calls_per_forward=calls,
@@ -153,13 +196,13 @@ def run_pass1(
     batch_size: int,
     progress: Progress,
     timings: Timings | None = None,
-    shard: Sequence[int] | None = None,
+    options: Pass1Options = DEFAULT_OPTIONS,
 ) -> Pass1:
-    """Predict every image (or those in ``shard``) and tally every conv layer's output."""
+    """Predict every image (or those of ``options.shard``) and tally every conv layer's output."""
     clock = timings if timings is not None else Timings()
     convs = adapter.conv_layers()
     tally = Tally()
-    layers = {c.name: _add_layer(tally, adapter, c.name) for c in convs}
+    layers = {c.name: _add_layer(tally, adapter, c.name, options) for c in convs}
     top = tally.add(LOGITS, TopClassesReducer(capacity=len(files)))
     properties = tally.add(
         INPUT, ImagePropertiesReducer(len(files), prepare.mean, prepare.std, prepare.bgr)
@@ -171,7 +214,7 @@ def run_pass1(
         with clock.stage(STATS):
             tally(tap, x)
 
-    stream = iter(batches(files, prepare, batch_size, shard))
+    stream = iter(batches(files, prepare, batch_size, options.shard))
     with adapter.recording(tally.taps, sink) as recording, torch.inference_mode():
         while True:
             with clock.stage(DECODE):
@@ -193,18 +236,19 @@ def run_pass1(
             recording.logits_from,
         )
 
-    predictions = top.finish(top.state())
-    if not predictions.by_image:
-        reasons = "; ".join(f"{s.rel}: {s.reason}" for s in skipped[:3])
-        raise InferenceError(f"none of the {len(files)} image files could be read ({reasons})")
-    facts = {c.name: c for c in convs}
-    return Pass1(
-        top=dict(predictions.by_image),
-        properties=dict(properties.finish(properties.state()).by_image),
-        skipped=tuple(skipped),
-        layers=tuple(_layer_tally(facts[name], layers[name], calls[name]) for name in order),
-        not_called=tuple(c.name for c in convs if c.name not in order),
-        num_classes=predictions.num_classes,
-        logits_from=logits_from,
-        features=None if features is None else features.finish(features.state()),
-    )
+    with clock.stage(COLLECT):
+        predictions = top.finish(top.state())
+        if not predictions.by_image:
+            reasons = "; ".join(f"{s.rel}: {s.reason}" for s in skipped[:3])
+            raise InferenceError(f"none of the {len(files)} image files could be read ({reasons})")
+        facts = {c.name: c for c in convs}
+        return Pass1(
+            top=dict(predictions.by_image),
+            properties=dict(properties.finish(properties.state()).by_image),
+            skipped=tuple(skipped),
+            layers=tuple(_layer_tally(facts[name], layers[name], calls[name]) for name in order),
+            not_called=tuple(c.name for c in convs if c.name not in order),
+            num_classes=predictions.num_classes,
+            logits_from=logits_from,
+            features=None if features is None else features.finish(features.state()),
+        )
