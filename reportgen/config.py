@@ -217,6 +217,20 @@ class SiteConfig:
         show_default=True,
         help="Images kept per channel: those it responds to most (its spatial maximum) and least; 0 keeps none.",
     )
+    units: str = _option(
+        "4",
+        "--units",
+        metavar="N|all",
+        show_default=True,
+        help="Channels per layer that get a unit page of their top examples: the strongest, the most class-selective and those named in findings; all for every channel.",
+    )
+    unit: tuple[str, ...] = _option(
+        (),
+        "--unit",
+        kind="patterns",
+        metavar="LAYER:CHANNEL",
+        help="Also give this channel a unit page (repeat or comma-separate).",
+    )
     point: Literal["activation", "conv"] = _option(
         "activation",
         "--point",

@@ -27,14 +27,16 @@ from .analysis.findings.preprocessing import first_norm, layer_divergence
 from .analysis.ranking import ranking
 from .analysis.rules import DEFINITIONS
 from .analysis.selection import Selection, select
+from .analysis.units import Mismatch, UnitChoice, choose_units
 from .config import BuildConfig
 from .data.files import ImageFile, collect_images
 from .data.labels import name_classes, resolve_labels
 from .data.masks import Masks, read_masks
 from .drawing.encoder import Pictures
-from .errors import FindingsError, ModelError
+from .errors import ConfigError, FindingsError, ModelError
 from .gather.cams import CamSettings, ImageCams, energy_inside, gather_cams
 from .gather.maps import gather_maps
+from .gather.units import UnitMaps, gather_units
 from .models.load import LoadedModel, load_model
 from .report.document import to_json
 from .report.facts import (
@@ -56,6 +58,7 @@ from .site.layout import strongest_channels
 from .site.pages import PageContext, iter_pages
 from .site.pictures import Strips, draw_cams, draw_image, draw_layer
 from .site.render import render_page, render_single, stylesheet
+from .site.units import draw_unit_filters, draw_units, plan_units
 from .site.writer import SiteWriter, check_output
 from .tally.conventions import fit_conventions
 from .tally.features import nearest_correct
@@ -71,6 +74,7 @@ CAMS = "gradient pass: class activation maps"
 DRAW_CAMS = "draw class activation maps"
 PASS2 = "pass 2: feature maps of selected images"
 FIELDS = "receptive fields"
+UNITS = "unit pages: pass 2 and drawing"
 DRAW_MAPS = "draw and encode feature maps"
 DRAW_LAYERS = "draw filters and charts"
 PAGES = "render and write pages"
@@ -394,6 +398,78 @@ def _draw(
     return shown
 
 
+def units_asked(report: Report, per_layer: str, asked: Sequence[str]) -> UnitsAsked:
+    """Read ``--units`` and ``--unit``, or say which value is wrong and what would be right."""
+    count: int | None = None
+    if per_layer.strip().lower() != "all":
+        try:
+            count = int(per_layer)
+        except ValueError:
+            count = -1
+        if count < 0:
+            raise ConfigError(f"--units {per_layer!r}: give a number of channels per layer, or all")
+    depths = {layer.conv.name: layer for layer in report.layers}
+    named: list[tuple[int, int]] = []
+    for item in asked:
+        name, _, channel = item.rpartition(":")
+        layer = depths.get(name)
+        if layer is None or not channel.isdigit():
+            known = ", ".join(list(depths)[:5])
+            raise ConfigError(
+                f"--unit {item!r}: give LAYER:CHANNEL with a conv layer of the report ({known}, …)"
+            )
+        if int(channel) >= layer.conv.out_channels:
+            raise ConfigError(
+                f"--unit {item!r}: {name} has channels 0 to {layer.conv.out_channels - 1}"
+            )
+        named.append((layer.depth, int(channel)))
+    return UnitsAsked(count, tuple(named))
+
+
+@dataclass(frozen=True)
+class UnitsAsked:
+    """``--units`` (None for all) and the channels ``--unit`` names, as (depth, channel)."""
+
+    per_layer: int | None
+    named: tuple[tuple[int, int], ...]
+
+
+def _units(
+    config: BuildConfig,
+    files: Sequence[ImageFile],
+    loaded: LoadedModel,
+    report: Report,
+    asked: UnitsAsked,
+    pictures: Pictures,
+    clock: Timings,
+) -> tuple[tuple[UnitChoice, ...], tuple[Mismatch, ...]]:
+    """Choose the unit pages, run pass 2 over their examples' images, and draw them."""
+    site, preprocess = config.site, loaded.preprocess
+    labels = {image.index: image.prediction.label for image in report.images}
+    chosen = choose_units(
+        report.layers, site.point, report.findings, labels, asked.per_layer, asked.named
+    )
+    plan = plan_units(report, chosen, site.point)
+    if not plan.needs:
+        return chosen, ()
+    stream = gather_units(loaded.adapter, files, preprocess, plan.needs, config.run.batch_size)
+    with (
+        progress_bar(len(plan.needs), config.run.quiet, "unit examples", "img") as progress,
+        closing(stream),
+        clock.stage(UNITS),
+    ):
+
+        def counted() -> Iterator[UnitMaps]:
+            for image in stream:
+                yield image
+                progress(1)
+
+        mismatches = draw_units(pictures, report, plan, counted(), preprocess.mean, preprocess.std)
+        draw_unit_filters(pictures, report, chosen, loaded.adapter.filters)
+        pictures.flush()
+    return chosen, mismatches
+
+
 def _write_pages(site: SiteWriter, ctx: PageContext, single_file: bool) -> None:
     """Build each page model, render it and write it, one page at a time."""
     if single_file:
@@ -442,6 +518,7 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
         echo(f"Warning: {warning}")
     warnings = report.warnings
     selection = select(report.images, site_config.examples)
+    asked = units_asked(report, site_config.units, site_config.unit)
 
     with SiteWriter(site_config.out) as site:
         with Pictures(
@@ -453,6 +530,15 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
                 for warning in report.warnings[len(warnings) :]:
                     echo(f"Warning: {warning}")
             shown = _draw(config, files, loaded, report, selection, pictures, clock)
+            units, mismatches = _units(config, files, loaded, report, asked, pictures, clock)
+            if mismatches:
+                found = (
+                    f"{len(mismatches)} unit example(s) were not drawn: pass 2 did not "
+                    "reproduce the maximum pass 1 recorded (did the model or the images "
+                    "change during the build?)"
+                )
+                echo(f"Warning: {found}")
+                report = dataclasses.replace(report, warnings=(*report.warnings, found))
         with clock.stage(PAGES):
             choices = SiteChoices(
                 selection,
@@ -461,6 +547,8 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
                 site_config.point,
                 site_config.rank,
                 site_config.strip_scale,
+                units,
+                mismatches,
             )
             linker = urls.Linker(urls.INDEX, site_config.single_file, pictures.inline)
             ctx = PageContext(report, choices, pictures.sizes, pictures.ext, linker)

@@ -162,3 +162,39 @@ class PairNet(TinyNet):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         return x.mean(dim=(2, 3)), super().forward(x)
+
+
+class RedSquareNet(nn.Module):
+    """Channel 0 fires only on saturated red, by how red: R − G − B − 0.2 on 0..1 pixels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+        self.relu = nn.ReLU()
+        self.head = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.bias.zero_()
+            self.conv.weight[0, :, 0, 0] = torch.tensor([1.0, -1.0, -1.0])
+            self.conv.bias[0] = -0.2
+            self.conv.weight[1, :, 0, 0] = torch.tensor([0.3, 0.3, 0.3])  # brightness
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.relu(self.conv(x)).amax(dim=(2, 3)))
+
+
+class ShiftingNet(RedSquareNet):
+    """RedSquareNet whose conv answers half as much again after two batches of images:
+    a model that changes between pass 1 and pass 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1:
+            self.batches += 1
+        y = self.conv(x)
+        if self.batches > 2:
+            y = y * 1.5
+        return self.head(self.relu(y).amax(dim=(2, 3)))

@@ -85,11 +85,13 @@ def pages(sites: dict[str, Path]) -> list[Path]:
 
 
 def kind(page: Path) -> str:
-    """Name the page kind: index, filters, mistakes, class, image, layer or single."""
+    """Name the page kind: index, filters, mistakes, class, image, layer, unit or single."""
     if page.parent.name in ("images", "layers"):
         return page.parent.name[:-1]
     if page.parent.name == "mistakes":
         return "class"
+    if page.parent.parent.name == "units":
+        return "unit"
     if page.parent.name == "single":
         return "single"
     return page.stem
@@ -99,7 +101,16 @@ def one_of_each_kind(sites: dict[str, Path]) -> list[Path]:
     chosen: dict[str, Path] = {}
     for page in pages(sites):
         chosen.setdefault(kind(page), page)
-    assert sorted(chosen) == ["class", "filters", "image", "index", "layer", "mistakes", "single"]
+    assert sorted(chosen) == [
+        "class",
+        "filters",
+        "image",
+        "index",
+        "layer",
+        "mistakes",
+        "single",
+        "unit",
+    ]
     return list(chosen.values())
 
 

@@ -30,6 +30,7 @@ PAGES = [
     ("site", "mistakes.html"),
     ("site", "mistakes/class-0001.html"),
     ("site", "layers/layer-002.html"),
+    ("site", "units/layer-002/channel-0003.html"),
     ("site", "images/image-0002.html"),
     ("single", "index.html"),
     ("site", "report.json"),

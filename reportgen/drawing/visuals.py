@@ -43,9 +43,11 @@ __all__ = [
     "heatmap",
     "input_image",
     "legend_stops",
+    "receptive_crop",
     "strip_tiles",
     "tile",
     "to_image",
+    "unit_example",
     "unit_per_map",
     "upscale_factor",
 ]
@@ -283,3 +285,79 @@ def cam_overlay(
     heat = _colorize(unit_per_map(large), cmap, 1)[0].float() / 255.0
     blend = (1.0 - CAM_ALPHA) * picture + CAM_ALPHA * heat
     return to_image(blend.mul(255).round().to(torch.uint8))
+
+
+def _unnormalized(
+    tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """Return a ``[C, H, W]`` input as ``[H, W, 3]`` pixels in 0..1."""
+    shift = torch.tensor(mean, device=tensor.device)[:, None, None]
+    scale = torch.tensor(std, device=tensor.device)[:, None, None]
+    return (tensor * scale + shift).clamp(0, 1).expand(3, -1, -1).permute(1, 2, 0)
+
+
+def _thumbnail(pixels: torch.Tensor, size: int) -> Image.Image:
+    """Shrink ``[H, W, 3]`` pixels in 0..1 so the longer side is ``size``, by area averaging."""
+    height, width = int(pixels.shape[0]), int(pixels.shape[1])
+    scale = size / max(height, width)
+    if scale < 1:
+        target = (max(1, round(height * scale)), max(1, round(width * scale)))
+        pixels = F.interpolate(pixels.permute(2, 0, 1)[None], size=target, mode="area")[0].permute(
+            1, 2, 0
+        )
+    return to_image(pixels.mul(255).round().to(torch.uint8))
+
+
+def unit_example(
+    tensor: torch.Tensor,
+    values: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    size: int,
+    region: tuple[float, float, bool],
+) -> Image.Image:
+    """Draw an input ``[C, H, W]`` with everything outside a channel's strongest region dimmed.
+
+    ``region`` is (threshold, dim, lowest): the channel's map ``[h, w]``, enlarged to the
+    input by bilinear interpolation, marks the region where it reaches ``threshold`` of its
+    maximum on this image (of its minimum, with ``lowest``); outside it the brightness is
+    multiplied by ``dim``. A map with no such extreme (a maximum at or below zero) dims
+    nothing.
+    """
+    threshold, dim, lowest = region
+    height, width = int(tensor.shape[1]), int(tensor.shape[2])
+    picture = _unnormalized(tensor, mean, std)
+    large = F.interpolate(
+        values.float()[None, None].to(tensor.device),
+        size=(height, width),
+        mode="bilinear",
+        align_corners=False,
+    )[0, 0]
+    signed = -large if lowest else large
+    peak = signed.max()
+    inside = torch.where(
+        peak > 0, signed >= threshold * peak, torch.ones_like(signed, dtype=torch.bool)
+    )
+    shade = torch.where(inside, 1.0, dim)[:, :, None]
+    return _thumbnail(picture * shade, size)
+
+
+def receptive_crop(
+    tensor: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    centre: tuple[float, float],
+    field: tuple[int, int],
+    size: int,
+) -> Image.Image:
+    """Cut the ``field`` (height, width, input pixels) around ``centre`` (row, column) from an input."""
+    height, width = int(tensor.shape[1]), int(tensor.shape[2])
+    picture = _unnormalized(tensor, mean, std)
+    fh, fw = min(field[0], height), min(field[1], width)
+    top = min(max(0, round(centre[0] - fh / 2)), height - fh)
+    left = min(max(0, round(centre[1] - fw / 2)), width - fw)
+    crop = picture[top : top + fh, left : left + fw]
+    if max(fh, fw) < size:  # enlarge a small field by whole pixels, as the maps are
+        factor = max(1, size // max(fh, fw))
+        crop = crop.repeat_interleave(factor, dim=0).repeat_interleave(factor, dim=1)
+    return _thumbnail(crop, size)

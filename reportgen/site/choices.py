@@ -8,6 +8,7 @@ from typing import Literal
 
 from ..analysis.ranking import Rank
 from ..analysis.selection import Selection
+from ..analysis.units import Mismatch, UnitChoice
 from ..report.facts import PointName
 
 __all__ = ["SiteChoices"]
@@ -24,3 +25,5 @@ class SiteChoices:
     point: PointName = "activation"  # --point: each layer's maps and charts, where it has it
     rank: Rank = "relative"  # --rank
     strip_scale: Literal["class", "tile"] = "class"  # --strip-scale
+    units: tuple[UnitChoice, ...] = ()  # the channels with unit pages, in depth order
+    mismatches: tuple[Mismatch, ...] = ()  # unit examples pass 2 could not reproduce

@@ -16,6 +16,10 @@ __all__ = [
     "PAIRS_SHOWN",
     "STRIP_PX",
     "STRIP_SHOWN_PX",
+    "UNIT_DIM",
+    "UNIT_PX",
+    "UNIT_THRESHOLD",
+    "shows_field",
     "strip_depths",
     "strongest_channels",
 ]
@@ -23,6 +27,9 @@ __all__ = [
 MAX_STRIP_LAYERS = 16
 STRIP_PX = 32  # a depth-strip tile: each map averaged down (or enlarged) to this square
 STRIP_SHOWN_PX = 64  # and shown enlarged to this
+UNIT_PX = 96  # a unit example's picture, longer side
+UNIT_THRESHOLD = 0.5  # a unit's region: where its map reaches half of its extreme on the image
+UNIT_DIM = 0.3  # the brightness left outside that region
 MISTAKE_CLASSES_SHOWN = 24  # classes with cards on the mistakes page; each has its own page
 CONFUSION_LIMIT = 20
 PAIRS_SHOWN = 10  # most confused class pairs listed above the confusion matrix
@@ -48,3 +55,8 @@ def strongest_channels(stats: ChannelStats, max_channels: int) -> tuple[int, ...
     """
     named = min(max_channels, max(5, len(stats.channel_mean) // 16))
     return stats.by_mean[:named]
+
+
+def shows_field(field: int, side: int) -> bool:
+    """Say whether a receptive field is small enough (at most half the input side) to crop."""
+    return field <= side / 2

@@ -39,6 +39,8 @@ __all__ = [
     "section_id",
     "strip_picture",
     "taken_anchor",
+    "unit_page",
+    "unit_picture",
 ]
 
 INDEX = "index.html"
@@ -82,6 +84,16 @@ def input_picture(index: int, ext: str) -> str:
 def strip_picture(index: int, depth: int, ext: str) -> str:
     """Name one tile of an image's shallow-to-deep strip: its channel-mean map at ``depth``."""
     return f"img/strips/image-{index + 1:04d}/layer-{depth + 1:03d}.{ext}"
+
+
+def unit_page(depth: int, channel: int) -> str:
+    """Name the page of one channel of the layer at ``depth``: its examples over the folder."""
+    return f"units/layer-{depth + 1:03d}/channel-{channel:04d}.html"
+
+
+def unit_picture(depth: int, channel: int, kind: str, rank: int, ext: str) -> str:
+    """Name a unit page's example picture: ``kind`` is top, bottom, quantile or field."""
+    return f"img/units/layer-{depth + 1:03d}/channel-{channel:04d}/{kind}-{rank + 1:02d}.{ext}"
 
 
 def class_page(label: int) -> str:

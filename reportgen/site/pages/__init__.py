@@ -10,10 +10,11 @@ from .image import ImagePage, image_page
 from .index import IndexPage, index_page
 from .layer import LayerPage, layer_page
 from .mistakes import ClassPage, MistakesPage, class_page, mistakes_page
+from .unit import UnitPage, unit_page
 
 __all__ = ["Page", "PageContext", "PageKind", "iter_pages"]
 
-Page = IndexPage | FiltersPage | MistakesPage | ClassPage | LayerPage | ImagePage
+Page = IndexPage | FiltersPage | MistakesPage | ClassPage | LayerPage | UnitPage | ImagePage
 
 
 def iter_pages(ctx: PageContext) -> Iterator[Page]:
@@ -25,5 +26,7 @@ def iter_pages(ctx: PageContext) -> Iterator[Page]:
         yield class_page(ctx, row)
     for layer in ctx.report.layers:
         yield layer_page(ctx, layer.depth)
+    for position in range(len(ctx.choices.units)):
+        yield unit_page(ctx, position)
     for position in range(len(ctx.choices.selection.showcase)):
         yield image_page(ctx, position)

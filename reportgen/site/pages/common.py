@@ -21,6 +21,8 @@ __all__ = [
     "METHOD_NAMES",
     "CamView",
     "Card",
+    "ChannelList",
+    "ChannelRef",
     "Chrome",
     "Fact",
     "Link",
@@ -39,7 +41,9 @@ __all__ = [
     "verdict",
 ]
 
-PageKind = Literal["index", "image", "layer", "filters", "mistakes", "class"]
+PageKind = Literal["index", "image", "layer", "filters", "mistakes", "class", "unit"]
+# Pages that belong under another's navigation entry.
+_NAV_PARENT = {"class": "mistakes", "unit": "layer"}
 Sizes = Mapping[str, tuple[int, int]]
 
 
@@ -124,6 +128,22 @@ class Neighbour:
 
 
 @dataclass(frozen=True)
+class ChannelRef:
+    """A channel index as a page lists it, linked to its unit page when it has one."""
+
+    text: str
+    href: str | None
+
+
+@dataclass(frozen=True)
+class ChannelList:
+    """Channel indices as a page lists them: the first few, and how many in all."""
+
+    items: tuple[ChannelRef, ...]
+    total: int
+
+
+@dataclass(frozen=True)
 class StripTile:
     """One layer's channel-mean map in a depth strip, linked to the layer's page."""
 
@@ -197,6 +217,11 @@ class PageContext:
         self.base = linker
         self.showcase = set(choices.selection.showcase)
         self.mistake_classes = {row.label for row in choices.selection.mistakes}
+        self.units = {(u.depth, u.channel) for u in choices.units}
+        self._missed = {
+            (m.example.depth, m.example.channel, m.example.kind, m.example.rank): m.recomputed
+            for m in choices.mismatches
+        }
 
     def picture(self, linker: Linker, asset: str, alt: str, at_least: int = 0) -> Picture:
         """Describe an asset; small ones are shown enlarged (by a whole factor, up to 4×)."""
@@ -222,7 +247,7 @@ class PageContext:
             section_id=urls.section_id(linker.page),
             style_href=urls.relative(linker.page, urls.STYLE),
             nav=tuple(
-                NavItem(linker.href(href), text, k == kind or (k, kind) == ("mistakes", "class"))
+                NavItem(linker.href(href), text, k in (kind, _NAV_PARENT.get(kind)))
                 for href, text, k in items
             ),
             untrained=self.report.looks_untrained,
@@ -237,6 +262,16 @@ class PageContext:
             return linker.href(urls.class_page(label))
         return linker.href(urls.MISTAKES, urls.accuracy_anchor(label))
 
+    def mismatch(self, depth: int, channel: int, kind: str, rank: int) -> float | None:
+        """Return what pass 2 found for a unit example it could not reproduce, if it could not."""
+        return self._missed.get((depth, channel, kind, rank))
+
+    def unit_href(self, linker: Linker, depth: int, channel: int) -> str | None:
+        """Link a channel to its unit page, when it has one."""
+        if (depth, channel) not in self.units:
+            return None
+        return linker.href(urls.unit_page(depth, channel))
+
     def pair_href(self, linker: Linker, true: int, predicted: int) -> str:
         """Link to the images of class ``true`` taken for class ``predicted``."""
         return linker.href(urls.class_page(true), urls.taken_anchor(predicted))
@@ -245,9 +280,18 @@ class PageContext:
         """Name an image by its path under the image folder."""
         return self.report.image(index).path
 
-    def channels(self, index: int, depth: int) -> str:
+    def channels(self, linker: Linker, index: int, depth: int) -> ChannelList:
         """List the channels that image ``index``'s grid at ``depth`` shows, in rank order."""
-        return index_list(self.choices.channels_shown[index][depth], limit=64)
+        return self.channel_list(linker, depth, self.choices.channels_shown[index][depth], 64)
+
+    def channel_list(
+        self, linker: Linker, depth: int, channels: Sequence[int], limit: int = 40
+    ) -> ChannelList:
+        """List channels of layer ``depth``, each linked to its unit page when it has one."""
+        return ChannelList(
+            tuple(ChannelRef(str(c), self.unit_href(linker, depth, c)) for c in channels[:limit]),
+            len(channels),
+        )
 
     def point_label(self, depth: int) -> str:
         """Name where layer ``depth``'s maps and charts were measured, such as "after BatchNorm2d and ReLU"."""

@@ -21,6 +21,7 @@ __all__ = [
 
 SEVERITY_WORDS = {"error": "Error", "warning": "Warning", "info": "Note"}
 CHANNEL_ANCHOR = "channels"
+UNIT_LINKS = 6  # unit pages a finding links to, at most
 FINDINGS_ANCHOR = "findings"
 
 
@@ -59,6 +60,11 @@ def _links(ctx: PageContext, linker: Linker, finding: Finding) -> list[Link]:
                     f"{text} {index_list(finding.channels, limit=12)}",
                 )
             )
+        named = sorted({c for c in finding.channels} | {c for pair in finding.pairs for c in pair})
+        for channel in named[:UNIT_LINKS]:
+            href = ctx.unit_href(linker, depth, channel)
+            if href is not None:
+                links.append(Link(href, f"unit page of channel {channel}"))
         if finding.pairs:
             shown = ", ".join(f"{a}–{b}" for a, b in finding.pairs[:8])
             more = f" … ({len(finding.pairs)} pairs)" if len(finding.pairs) > 8 else ""

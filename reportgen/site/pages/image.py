@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .. import urls
 from .common import (
     CamView,
+    ChannelList,
     Chrome,
     Link,
     PageContext,
@@ -42,7 +43,7 @@ class LayerView:
     grid: Picture
     shown: int  # channels in the grid
     out_channels: int
-    channels: str  # the channels shown, in rank order
+    channels: ChannelList  # the channels shown, in rank order
     point_label: str  # where the maps were measured
 
 
@@ -90,7 +91,7 @@ def image_page(ctx: PageContext, position: int) -> ImagePage:
             grid=ctx.grid(linker, index, layer.depth),
             shown=ctx.shown_channels(layer.depth),
             out_channels=layer.conv.out_channels,
-            channels=ctx.channels(index, layer.depth),
+            channels=ctx.channels(linker, index, layer.depth),
             point_label=ctx.point_label(layer.depth),
         )
         for layer in r.layers

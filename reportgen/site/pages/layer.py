@@ -8,14 +8,15 @@ from ...analysis.rules import GATING_ACTIVATIONS
 from ...report.facts import LayerRecord
 from .. import urls
 from ..layout import strongest_channels
+from ..urls import Linker
 from .common import (
+    ChannelList,
     Chrome,
     Fact,
     Link,
     PageContext,
     Picture,
     Verdict,
-    index_list,
     num,
     pct,
     shape_text,
@@ -24,7 +25,18 @@ from .common import (
 from .filters import FilterView, filter_view
 from .findings import CHANNEL_ANCHOR, FINDINGS_ANCHOR, FindingView, finding_views
 
-__all__ = ["ExampleMaps", "LayerPage", "PointRow", "layer_page"]
+__all__ = ["ExampleMaps", "LayerPage", "PointRow", "UnitRow", "layer_page"]
+
+SHEET_EXAMPLES = 5  # top examples per channel on a layer page's sheet
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    """One channel with a unit page, on its layer's sheet: its top few examples in a row."""
+
+    link: Link
+    reasons: str
+    pictures: tuple[Picture, ...]
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,7 @@ class ExampleMaps:
     input: Picture
     mean: Picture
     grid: Picture
-    channels: str  # the channels shown, strongest first
+    channels: ChannelList  # the channels shown, highest ranked first
 
 
 @dataclass(frozen=True)
@@ -70,19 +82,44 @@ class LayerPage:
     rank: str  # "relative" or "mean"
     filters: FilterView
     chart: Picture
-    dead: str
-    silent: str
+    dead: ChannelList
+    silent: ChannelList
     gating: bool  # whether the layer has a ReLU-like activation, so silence means something
     correlated: str
     correlated_total: int
     correlated_samples: str
     correlation_point: str
-    strongest: str
+    strongest: ChannelList
     examples: tuple[ExampleMaps, ...]
     shown: int  # channels per grid
     out_channels: int
     previous: Link | None
     next: Link | None
+    units: tuple[UnitRow, ...]
+    unit_point: str
+    unit_examples: int  # top examples kept per channel in pass 1
+
+
+def _sheet(ctx: PageContext, linker: Linker, depth: int) -> tuple[UnitRow, ...]:
+    rows = []
+    for unit in ctx.choices.units:
+        if unit.depth != depth:
+            continue
+        pictures = []
+        for rank in range(SHEET_EXAMPLES):
+            asset = urls.unit_picture(depth, unit.channel, "top", rank, ctx.ext)
+            if asset in ctx.sizes:
+                pictures.append(
+                    ctx.picture(linker, asset, f"Top example {rank + 1} of channel {unit.channel}")
+                )
+        rows.append(
+            UnitRow(
+                Link(linker.href(urls.unit_page(depth, unit.channel)), f"channel {unit.channel}"),
+                "; ".join(unit.reasons),
+                tuple(pictures),
+            )
+        )
+    return tuple(rows)
 
 
 def _block(layer: LayerRecord) -> str:
@@ -164,7 +201,7 @@ def layer_page(ctx: PageContext, depth: int) -> LayerPage:
                 input=ctx.input_picture(linker, index),
                 mean=ctx.mean_map(linker, index, depth),
                 grid=ctx.grid(linker, index, depth),
-                channels=ctx.channels(index, depth),
+                channels=ctx.channels(linker, index, depth),
             )
         )
 
@@ -191,8 +228,10 @@ def layer_page(ctx: PageContext, depth: int) -> LayerPage:
             f"Mean and maximum of each of the {conv.out_channels} channels of {conv.name}, "
             f"{ctx.point_label(depth)}",
         ),
-        dead=index_list(layer.dead_channels),
-        silent=index_list(tuple(c for c in layer.silent if c not in set(layer.dead_channels))),
+        dead=ctx.channel_list(linker, depth, layer.dead_channels),
+        silent=ctx.channel_list(
+            linker, depth, tuple(c for c in layer.silent if c not in set(layer.dead_channels))
+        ),
         gating=layer.block.activation_type in GATING_ACTIVATIONS,
         correlated="; ".join(f"{a}–{b} (ρ {rho:.3f})" for a, b, rho in corr.pairs[:30])
         if corr and corr.pairs
@@ -202,10 +241,21 @@ def layer_page(ctx: PageContext, depth: int) -> LayerPage:
         correlation_point=(layer.block.label if corr.point == "activation" else "conv output")
         if corr
         else "",
-        strongest=index_list(strongest_channels(stats, ctx.choices.max_channels)),
+        strongest=ctx.channel_list(
+            linker, depth, strongest_channels(stats, ctx.choices.max_channels)
+        ),
         examples=tuple(examples),
         shown=ctx.shown_channels(depth),
         out_channels=conv.out_channels,
         previous=neighbour(depth - 1, "Shallower"),
         next=neighbour(depth + 1, "Deeper"),
+        units=_sheet(ctx, linker, depth),
+        unit_point=layer.at(ctx.choices.point).label,
+        unit_examples=_kept(layer),
     )
+
+
+def _kept(layer: LayerRecord) -> int:
+    units = layer.conv_point.units or (layer.activation.units if layer.activation else None)
+    rows = (units.top or units.bottom) if units is not None else None
+    return len(rows[0]) if rows else 0

@@ -1,0 +1,68 @@
+"""Pass 2 for unit pages: the images the chosen channels' examples need, each run once.
+
+The examples of every chosen channel are grouped by image, so an image that is a top
+example of five channels is decoded and run once, and only the needed channels' maps
+are kept. Each map comes with the channel's maximum (or minimum) recomputed on it, so the
+caller can check it against what pass 1 recorded before drawing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from ..data.batches import Prepare, batches
+from ..data.files import ImageFile
+from ..errors import InferenceError
+from ..models.adapter import ModelAdapter, Tap
+from ..report.facts import PointName
+
+__all__ = ["Need", "UnitMaps", "gather_units"]
+
+Need = tuple[str, PointName, int]  # layer, point, channel
+
+
+@dataclass(frozen=True)
+class UnitMaps:
+    """One image's maps of the channels whose examples it is."""
+
+    index: int
+    input: torch.Tensor  # [C, H, W], normalized as the model saw it
+    maps: dict[Need, torch.Tensor]  # [h, w] at the tap's resolution
+
+
+def gather_units(
+    adapter: ModelAdapter,
+    files: Sequence[ImageFile],
+    prepare: Prepare,
+    needs: Mapping[int, Sequence[Need]],
+    batch_size: int,
+) -> Generator[UnitMaps, None, None]:
+    """Yield, in index order, each needed image's maps of the channels it is an example of."""
+    by_tap: dict[Tap, dict[int, list[int]]] = {}
+    for index, wanted in needs.items():
+        for layer, point, channel in wanted:
+            by_tap.setdefault(Tap(layer, point), {}).setdefault(index, []).append(channel)
+    current: list[int] = []
+    kept: dict[int, dict[Need, torch.Tensor]] = {}
+
+    def sink(tap: Tap, output: torch.Tensor) -> None:
+        wanted = by_tap.get(tap, {})
+        for row, index in enumerate(current):
+            for channel in wanted.get(index, ()):
+                point: PointName = "conv" if tap.point == "conv" else "activation"
+                kept[index][(tap.layer, point, channel)] = output[row, channel].float().clone()
+
+    with adapter.recording(list(by_tap), sink) as recording:
+        for batch in batches(files, prepare, batch_size, sorted(needs)):
+            if batch.failed or batch.pixels is None:
+                index, reason = batch.failed[0]
+                raise InferenceError(f"{files[index].rel} could not be read again: {reason}")
+            current[:] = batch.indices
+            kept.update({i: {} for i in batch.indices})
+            with torch.inference_mode():
+                recording.forward(batch.pixels, [files[i].rel for i in batch.indices])
+            for index, pixels in zip(batch.indices, batch.pixels, strict=True):
+                yield UnitMaps(index, pixels, kept.pop(index))
