@@ -100,11 +100,11 @@ def choose_units(
         turn = 0
         while len(reasons) < limit and open_queues:
             which = open_queues[turn % len(open_queues)]
-            channel = next((c for c in queues[which] if c not in reasons), None)
-            if channel is None:
+            pick = next((c for c in queues[which] if c not in reasons), None)
+            if pick is None:
                 open_queues.remove(which)
                 continue
-            reasons[channel] = [("strongest", "class-selective")[which]]
+            reasons[pick] = [("strongest", "class-selective")[which]]
             turn += 1
         for depth, channel in asked:
             if depth == layer.depth and channel < count:
