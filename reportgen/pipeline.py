@@ -452,7 +452,10 @@ def _units(
     plan = plan_units(report, chosen, site.point)
     if not plan.needs:
         return chosen, ()
-    stream = gather_units(loaded.adapter, files, preprocess, plan.needs, config.run.batch_size)
+    depths = {layer.conv.name: layer.depth for layer in report.layers}
+    stream = gather_units(
+        loaded.adapter, files, preprocess, plan.needs, depths, config.run.batch_size
+    )
     with (
         progress_bar(len(plan.needs), config.run.quiet, "unit examples", "img") as progress,
         closing(stream),

@@ -44,11 +44,13 @@ __all__ = [
     "input_image",
     "legend_stops",
     "receptive_crop",
+    "shrink",
     "strip_tiles",
     "tile",
     "to_image",
     "unit_example",
     "unit_per_map",
+    "unnormalized",
     "upscale_factor",
 ]
 
@@ -287,48 +289,44 @@ def cam_overlay(
     return to_image(blend.mul(255).round().to(torch.uint8))
 
 
-def _unnormalized(
-    tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
-    """Return a ``[C, H, W]`` input as ``[H, W, 3]`` pixels in 0..1."""
+def unnormalized(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Return a ``[C, H, W]`` model input as ``[H, W, 3]`` pixels in 0..1."""
     shift = torch.tensor(mean, device=tensor.device)[:, None, None]
     scale = torch.tensor(std, device=tensor.device)[:, None, None]
     return (tensor * scale + shift).clamp(0, 1).expand(3, -1, -1).permute(1, 2, 0)
 
 
-def _thumbnail(pixels: torch.Tensor, size: int) -> Image.Image:
-    """Shrink ``[H, W, 3]`` pixels in 0..1 so the longer side is ``size``, by area averaging."""
+def shrink(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """Shrink ``[H, W, 3]`` pixels so the longer side is at most ``size``, by area averaging."""
     height, width = int(pixels.shape[0]), int(pixels.shape[1])
     scale = size / max(height, width)
-    if scale < 1:
-        target = (max(1, round(height * scale)), max(1, round(width * scale)))
-        pixels = F.interpolate(pixels.permute(2, 0, 1)[None], size=target, mode="area")[0].permute(
-            1, 2, 0
-        )
+    if scale >= 1:
+        return pixels
+    target = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return F.interpolate(pixels.permute(2, 0, 1)[None], size=target, mode="area")[0].permute(
+        1, 2, 0
+    )
+
+
+def _pixels_image(pixels: torch.Tensor) -> Image.Image:
     return to_image(pixels.mul(255).round().to(torch.uint8))
 
 
 def unit_example(
-    tensor: torch.Tensor,
-    values: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    size: int,
-    region: tuple[float, float, bool],
+    pixels: torch.Tensor, values: torch.Tensor, region: tuple[float, float, bool]
 ) -> Image.Image:
-    """Draw an input ``[C, H, W]`` with everything outside a channel's strongest region dimmed.
+    """Draw ``[H, W, 3]`` pixels (a shrunk input) with everything outside a channel's region dimmed.
 
     ``region`` is (threshold, dim, lowest): the channel's map ``[h, w]``, enlarged to the
-    input by bilinear interpolation, marks the region where it reaches ``threshold`` of its
+    pixels by bilinear interpolation, marks the region where it reaches ``threshold`` of its
     maximum on this image (of its minimum, with ``lowest``); outside it the brightness is
     multiplied by ``dim``. A map with no such extreme (a maximum at or below zero) dims
     nothing.
     """
     threshold, dim, lowest = region
-    height, width = int(tensor.shape[1]), int(tensor.shape[2])
-    picture = _unnormalized(tensor, mean, std)
+    height, width = int(pixels.shape[0]), int(pixels.shape[1])
     large = F.interpolate(
-        values.float()[None, None].to(tensor.device),
+        values.float()[None, None].to(pixels.device),
         size=(height, width),
         mode="bilinear",
         align_corners=False,
@@ -339,25 +337,19 @@ def unit_example(
         peak > 0, signed >= threshold * peak, torch.ones_like(signed, dtype=torch.bool)
     )
     shade = torch.where(inside, 1.0, dim)[:, :, None]
-    return _thumbnail(picture * shade, size)
+    return _pixels_image(pixels * shade)
 
 
 def receptive_crop(
-    tensor: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    centre: tuple[float, float],
-    field: tuple[int, int],
-    size: int,
+    pixels: torch.Tensor, centre: tuple[float, float], field: tuple[int, int], size: int
 ) -> Image.Image:
-    """Cut the ``field`` (height, width, input pixels) around ``centre`` (row, column) from an input."""
-    height, width = int(tensor.shape[1]), int(tensor.shape[2])
-    picture = _unnormalized(tensor, mean, std)
+    """Cut the ``field`` (height, width) around ``centre`` (row, column) from ``[H, W, 3]`` pixels."""
+    height, width = int(pixels.shape[0]), int(pixels.shape[1])
     fh, fw = min(field[0], height), min(field[1], width)
     top = min(max(0, round(centre[0] - fh / 2)), height - fh)
     left = min(max(0, round(centre[1] - fw / 2)), width - fw)
-    crop = picture[top : top + fh, left : left + fw]
+    crop = pixels[top : top + fh, left : left + fw]
     if max(fh, fw) < size:  # enlarge a small field by whole pixels, as the maps are
         factor = max(1, size // max(fh, fw))
         crop = crop.repeat_interleave(factor, dim=0).repeat_interleave(factor, dim=1)
-    return _thumbnail(crop, size)
+    return _pixels_image(shrink(crop, size))

@@ -38,9 +38,31 @@ def gather_units(
     files: Sequence[ImageFile],
     prepare: Prepare,
     needs: Mapping[int, Sequence[Need]],
+    depths: Mapping[str, int],
     batch_size: int,
 ) -> Generator[UnitMaps, None, None]:
-    """Yield, in index order, each needed image's maps of the channels it is an example of."""
+    """Yield each needed image's maps of the channels it is an example of.
+
+    Images are grouped by the deepest layer they are needed at (``depths``: layer name →
+    forward order), and each group's forward passes stop as soon as that layer has run:
+    an image that only shallow channels need never runs the deep half of the model.
+    """
+    groups: dict[int, list[int]] = {}
+    for index, wanted in needs.items():
+        groups.setdefault(max(depths[layer] for layer, _, _ in wanted), []).append(index)
+    for _, indices in sorted(groups.items()):
+        yield from _gather_group(
+            adapter, files, prepare, {i: needs[i] for i in sorted(indices)}, batch_size
+        )
+
+
+def _gather_group(
+    adapter: ModelAdapter,
+    files: Sequence[ImageFile],
+    prepare: Prepare,
+    needs: Mapping[int, Sequence[Need]],
+    batch_size: int,
+) -> Generator[UnitMaps, None, None]:
     by_tap: dict[Tap, dict[int, list[int]]] = {}
     for index, wanted in needs.items():
         for layer, point, channel in wanted:
@@ -63,6 +85,6 @@ def gather_units(
             current[:] = batch.indices
             kept.update({i: {} for i in batch.indices})
             with torch.inference_mode():
-                recording.forward(batch.pixels, [files[i].rel for i in batch.indices])
+                recording.probe(batch.pixels)
             for index, pixels in zip(batch.indices, batch.pixels, strict=True):
                 yield UnitMaps(index, pixels, kept.pop(index))

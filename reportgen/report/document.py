@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Iterator
 from typing import Any
 
 from .facts import (
@@ -274,6 +275,31 @@ def to_json(report: Report) -> str:
         "warnings": list(report.warnings),
         "definitions": dict(report.definitions),
     }
-    return (
-        json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
-    )
+    return "".join(_write(document, 0)) + "\n"
+
+
+def _write(value: Any, depth: int) -> Iterator[str]:
+    """Write JSON with sorted keys, one key or nested value a line, and each list of plain
+    values on one line: a list of 512 channel means, or an example ``[path, value, y, x]``,
+    as one line keeps the file a third of its indented size."""
+    pad, inner = " " * depth, " " * (depth + 1)
+    if isinstance(value, dict) and value:
+        yield "{\n"
+        for i, key in enumerate(sorted(value)):
+            yield f"{inner}{_plain(key)}: "
+            yield from _write(value[key], depth + 1)
+            yield ",\n" if i < len(value) - 1 else "\n"
+        yield f"{pad}}}"
+    elif isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        yield "[\n"
+        for i, item in enumerate(value):
+            yield inner
+            yield from _write(item, depth + 1)
+            yield ",\n" if i < len(value) - 1 else "\n"
+        yield f"{pad}]"
+    else:
+        yield _plain(value)
+
+
+def _plain(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False)

@@ -82,6 +82,9 @@ def draw_units(
     ext = pictures.ext
     for image in stream:
         height = int(image.input.shape[1])
+        # Drawn small once per image; each example only lays its region over it.
+        full = visuals.unnormalized(image.input, mean, std)
+        small = visuals.shrink(full, UNIT_PX)
         for e in by_image.get(image.index, ()):
             layer = report.layers[e.depth]
             values = image.maps[(layer.conv.name, e.point, e.channel)]
@@ -92,9 +95,7 @@ def draw_units(
                 continue
             pictures.add(
                 urls.unit_picture(e.depth, e.channel, e.kind, e.rank, ext),
-                visuals.unit_example(
-                    image.input, values, mean, std, UNIT_PX, (UNIT_THRESHOLD, UNIT_DIM, lowest)
-                ),
+                visuals.unit_example(small, values, (UNIT_THRESHOLD, UNIT_DIM, lowest)),
             )
             field = layer.receptive_field
             if e.kind == "top" and field is not None and shows_field(field.height, height):
@@ -105,9 +106,7 @@ def draw_units(
                 )
                 pictures.add(
                     urls.unit_picture(e.depth, e.channel, "field", e.rank, ext),
-                    visuals.receptive_crop(
-                        image.input, mean, std, centre, (field.height, field.width), UNIT_PX
-                    ),
+                    visuals.receptive_crop(full, centre, (field.height, field.width), UNIT_PX),
                 )
     return tuple(mismatches)
 
