@@ -108,6 +108,8 @@ def test_unit_pages_show_the_examples_and_link_from_the_layer(
     layer = (out / "layers" / "layer-001.html").read_text(encoding="utf-8")
     assert "Unit pages for 2 of 2 channels" in layer or "Unit pages for 1 of 2 channels" in layer
     assert 'href="../units/layer-001/channel-0000.html"' in layer
+    # Channel indices in the layer's lists link to the unit pages that exist.
+    assert 'title="unit page of channel 0"' in layer
     assert check_site(out) == []
 
 

@@ -8,7 +8,7 @@ from typing import Literal
 from .. import urls
 from ..layout import FILTER_GRID_PX, FILTERS_SHOWN
 from ..urls import Linker
-from .common import Chrome, Fact, Link, PageContext, Picture, index_list, shape_text
+from .common import ChannelList, Chrome, Fact, Link, PageContext, Picture, shape_text
 
 __all__ = ["FilterView", "FiltersPage", "filter_view", "filters_page"]
 
@@ -28,7 +28,7 @@ class FilterView:
     kernel: str
     inputs: int  # input channels each filter reads
     norm_chart: Picture
-    dead: str
+    dead: ChannelList  # a filter's index is its output channel's
     compared: bool  # False when filters are too small to compare
     duplicates: str  # the near-duplicate pairs, or "none"
     pairs: int
@@ -63,7 +63,7 @@ def filter_view(ctx: PageContext, linker: Linker, depth: int) -> FilterView:
             urls.norm_chart_picture(depth),
             f"Weight L2 norm of each of the {conv.out_channels} filters of {conv.name}",
         ),
-        dead=index_list(filters.dead),
+        dead=ctx.channel_list(linker, depth, filters.dead),
         compared=filters.compared,
         duplicates="; ".join(f"{a}–{c} (cos {s:.3f})" for a, c, s in listed) or "none",
         pairs=len(filters.duplicates),

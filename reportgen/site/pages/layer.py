@@ -11,6 +11,7 @@ from ..layout import strongest_channels
 from ..urls import Linker
 from .common import (
     ChannelList,
+    ChannelRef,
     Chrome,
     Fact,
     Link,
@@ -25,7 +26,7 @@ from .common import (
 from .filters import FilterView, filter_view
 from .findings import CHANNEL_ANCHOR, FINDINGS_ANCHOR, FindingView, finding_views
 
-__all__ = ["ExampleMaps", "LayerPage", "PointRow", "UnitRow", "layer_page"]
+__all__ = ["CorrelatedPair", "ExampleMaps", "LayerPage", "PointRow", "UnitRow", "layer_page"]
 
 SHEET_EXAMPLES = 5  # top examples per channel on a layer page's sheet
 
@@ -52,6 +53,15 @@ class ExampleMaps:
     mean: Picture
     grid: Picture
     channels: ChannelList  # the channels shown, highest ranked first
+
+
+@dataclass(frozen=True)
+class CorrelatedPair:
+    """Two channels of the layer whose activations correlate, each linked to its unit page."""
+
+    a: ChannelRef
+    b: ChannelRef
+    rho: str
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ class LayerPage:
     dead: ChannelList
     silent: ChannelList
     gating: bool  # whether the layer has a ReLU-like activation, so silence means something
-    correlated: str
+    correlated: tuple[CorrelatedPair, ...]  # at most 30, strongest first
     correlated_total: int
     correlated_samples: str
     correlation_point: str
@@ -233,9 +243,14 @@ def layer_page(ctx: PageContext, depth: int) -> LayerPage:
             linker, depth, tuple(c for c in layer.silent if c not in set(layer.dead_channels))
         ),
         gating=layer.block.activation_type in GATING_ACTIVATIONS,
-        correlated="; ".join(f"{a}–{b} (ρ {rho:.3f})" for a, b, rho in corr.pairs[:30])
-        if corr and corr.pairs
-        else "none",
+        correlated=tuple(
+            CorrelatedPair(
+                ChannelRef(str(a), ctx.unit_href(linker, depth, a)),
+                ChannelRef(str(b), ctx.unit_href(linker, depth, b)),
+                f"{rho:.3f}",
+            )
+            for a, b, rho in (corr.pairs[:30] if corr else ())
+        ),
         correlated_total=corr.total if corr else 0,
         correlated_samples=f"{corr.samples:,}" if corr else "0",
         correlation_point=(layer.block.label if corr.point == "activation" else "conv output")
