@@ -169,3 +169,16 @@ def test_purity_and_the_choice_of_units_by_hand() -> None:
     }
     assert len(choose_units([stem], "activation", [], labels, None, [])) == 4
     assert choose_units([stem], "activation", [], labels, 0, []) == ()
+
+
+def test_units_all_and_no_examples_at_all(squares: tuple[Path, list[str]], tmp_path: Path) -> None:
+    images, _ = squares
+    build(images, tmp_path / "all", "--units", "all")
+    pages = sorted(p.name for p in (tmp_path / "all" / "units" / "layer-001").iterdir())
+    assert pages == ["channel-0000.html", "channel-0001.html"]
+    data = build(images, tmp_path / "none", "--unit-examples", "0")
+    assert data["layers"][0]["points"]["conv"]["units"] is None
+    assert not (tmp_path / "none" / "units").exists()
+    layer = (tmp_path / "none" / "layers" / "layer-001.html").read_text(encoding="utf-8")
+    assert "the build kept no examples per channel (--unit-examples 0)" in layer
+    assert check_site(tmp_path / "none") == []
