@@ -168,6 +168,9 @@ def test_purity_and_the_choice_of_units_by_hand() -> None:
         3: ("named in a finding",),
     }
     assert len(choose_units([stem], "activation", [], labels, None, [])) == 4
+    # Without labels nothing is class-selective: the strongest fill the places.
+    unlabeled = choose_units([stem], "activation", [], dict.fromkeys(labels), 2, [])
+    assert [(u.channel, u.reasons) for u in unlabeled] == [(1, ("strongest",)), (2, ("strongest",))]
     assert choose_units([stem], "activation", [], labels, 0, []) == ()
 
 

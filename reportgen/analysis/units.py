@@ -5,7 +5,8 @@ A choice, not a fact: it lives beside the report. Per layer, at the point the pa
 1. the channels named in findings (dead, duplicate, correlated …), at most a third of
    the layer's share, lowest index first;
 2. then, in turn, the strongest (highest mean over every image and position) and the
-   most class-selective (the highest class purity of its top examples, ties by mean);
+   most class-selective (the highest class purity of its top examples, ties by mean;
+   without labels, only the strongest);
 3. until ``per_layer`` channels (``--units N``; ``None`` for ``--units all``);
 4. plus every channel named with ``--unit LAYER:CHANNEL``.
 
@@ -93,7 +94,11 @@ def choose_units(
             reasons.setdefault(channel, []).append("named in a finding")
         mean = record.stats.channel_mean
         strongest = list(record.stats.by_mean)
-        selective = sorted(range(count), key=lambda c: (-purity(top[c], labels)[0], -mean[c], c))
+        # Only channels with labeled top images can be called class-selective.
+        purities = {c: purity(top[c], labels)[0] for c in range(count)}
+        selective = sorted(
+            (c for c in range(count) if purities[c] > 0), key=lambda c: (-purities[c], -mean[c], c)
+        )
         # In turn: each list gives its next channel not chosen yet.
         queues = [iter(strongest), iter(selective)]
         open_queues = [0, 1]
