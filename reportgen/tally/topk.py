@@ -80,10 +80,16 @@ def _order(values: torch.Tensor, images: torch.Tensor, highest: bool) -> torch.T
 _LOW_BITS = 2**32 - 1
 
 
+def _joined(a: Kept | None, b: Kept) -> Kept:
+    """Put two sets of kept images side by side, per channel."""
+    if a is None:
+        return b
+    return Kept(*(torch.cat([x, y], dim=1) for x, y in zip(_fields(a), _fields(b), strict=True)))
+
+
 def _keep(a: Kept | None, b: Kept, count: int, highest: bool) -> Kept:
     """Keep the ``count`` best of two sets per channel: by value, then by image index."""
-    if a is not None:
-        b = Kept(*(torch.cat([x, y], dim=1) for x, y in zip(_fields(a), _fields(b), strict=True)))
+    b = _joined(a, b)
     key = _order(b.values, b.images, highest)
     chosen = torch.topk(key, min(count, int(key.shape[1])), dim=1, largest=highest).indices
     return Kept(*(x.gather(1, chosen) for x in _fields(b)))
@@ -91,8 +97,7 @@ def _keep(a: Kept | None, b: Kept, count: int, highest: bool) -> Kept:
 
 def _sample(a: Kept | None, b: Kept) -> Kept:
     """Keep the images with the smallest reservoir keys (the same images in every row)."""
-    if a is not None:
-        b = Kept(*(torch.cat([x, y], dim=1) for x, y in zip(_fields(a), _fields(b), strict=True)))
+    b = _joined(a, b)
     order = torch.sort(reservoir_key(b.images[0]), stable=True).indices[:SAMPLE]
     return Kept(*(x[:, order] for x in _fields(b)))
 

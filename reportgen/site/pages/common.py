@@ -218,6 +218,7 @@ class PageContext:
         self.showcase = set(choices.selection.showcase)
         self.mistake_classes = {row.label for row in choices.selection.mistakes}
         self.units = {(u.depth, u.channel) for u in choices.units}
+        self.labels = {image.index: image.prediction.label for image in report.images}
         self._missed = {
             (m.example.depth, m.example.channel, m.example.kind, m.example.rank): m.recomputed
             for m in choices.mismatches
@@ -335,7 +336,7 @@ class PageContext:
         """Make the card of image ``index``, linked to its page when it has one."""
         p = self.report.image(index).prediction
         label = self.image_label(index)
-        link = Link(linker.href(urls.image_page(index)), label) if index in self.showcase else None
+        link = self.image_link(linker, index)
         strip: tuple[StripTile, ...] = ()
         if with_strip:
             strip = tuple(
@@ -361,12 +362,20 @@ class PageContext:
             verdict=verdict(p),
             strip=strip,
             cams=self.cam_views(linker, index) if with_strip else (),
-            top=", ".join(f"{self.report.class_name(c)} {pct(v)}" for c, v in p.top)
-            if with_strip
-            else "",
+            top=self.top_text(p) if with_strip else "",
             nearest=self.neighbours(linker, index) if with_strip else (),
             nearest_class=self.report.class_name(p.predicted),
         )
+
+    def image_link(self, linker: Linker, index: int) -> Link | None:
+        """Link image ``index`` by its name to its own page, when it has one."""
+        if index not in self.showcase:
+            return None
+        return Link(linker.href(urls.image_page(index)), self.image_label(index))
+
+    def top_text(self, prediction: Prediction) -> str:
+        """Say a prediction's top classes, such as "square 43.8%, circle 35.3%"."""
+        return ", ".join(f"{self.report.class_name(c)} {pct(v)}" for c, v in prediction.top)
 
     def strip_tile(self, linker: Linker, depth: int, picture: Picture) -> StripTile:
         """Make layer ``depth``'s tile of a depth strip from its ``picture``."""
@@ -383,12 +392,13 @@ class PageContext:
         """Describe a mistake's nearest correct images of the class it was taken for."""
         found = []
         for other, similarity in self.report.nearest_by_index.get(index, ()):
-            name = self.image_label(other)
-            link = (
-                Link(linker.href(urls.image_page(other)), name) if other in self.showcase else None
-            )
             found.append(
-                Neighbour(self.input_picture(linker, other), name, link, f"{similarity:.2f}")
+                Neighbour(
+                    self.input_picture(linker, other),
+                    self.image_label(other),
+                    self.image_link(linker, other),
+                    f"{similarity:.2f}",
+                )
             )
         return tuple(found)
 

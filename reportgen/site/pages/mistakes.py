@@ -292,9 +292,7 @@ def mistakes_page(ctx: PageContext) -> MistakesPage:
 def _line(ctx: PageContext, linker: Linker, index: int) -> MistakeLine:
     p = ctx.report.image(index).prediction
     name = ctx.image_label(index)
-    link = Link(linker.href(urls.image_page(index)), name) if index in ctx.showcase else None
-    top = ", ".join(f"{ctx.report.class_name(c)} {pct(v)}" for c, v in p.top)
-    return MistakeLine(name, link, pct(p.confidence), top)
+    return MistakeLine(name, ctx.image_link(linker, index), pct(p.confidence), ctx.top_text(p))
 
 
 def class_page(ctx: PageContext, row: ClassMistakes) -> ClassPage:

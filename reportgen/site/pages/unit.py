@@ -104,9 +104,7 @@ def _card(
         if kind == "top" and field_asset in ctx.sizes
         else None,
         name=name,
-        link=Link(linker.href(urls.image_page(example.image)), name)
-        if example.image in ctx.showcase
-        else None,
+        link=ctx.image_link(linker, example.image),
         value=num(example.value),
         where=f"row {example.y}, column {example.x}",
         truth=r.class_name(p.label),
@@ -129,7 +127,7 @@ def unit_page(ctx: PageContext, position: int) -> UnitPage:
     quantiles = () if units is None or units.quantiles is None else units.quantiles[c]
     bottom_rows = conv.units.bottom if conv.units is not None else None
     bottom = () if bottom_rows is None else bottom_rows[c]
-    labels = {image.index: image.prediction.label for image in r.images}
+    labels = ctx.labels
     share, label = purity(top, labels)
     counts = Counter(labels.get(e.image) for e in top)
     classes = tuple(
@@ -141,7 +139,7 @@ def unit_page(ctx: PageContext, position: int) -> UnitPage:
         )
         for cls, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or 0))
     )
-    labeled = {p.prediction.label for p in r.images if p.prediction.label is not None}
+    labeled = r.accuracy.per_class  # the true classes present
     stats = record.stats
     facts = [
         Fact("Mean over all images and positions", num(stats.channel_mean[c])),
