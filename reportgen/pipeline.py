@@ -42,6 +42,7 @@ from .report.document import to_json
 from .report.facts import (
     CamMap,
     Cams,
+    ConvFacts,
     ImageRecord,
     LayerRecord,
     ModelFacts,
@@ -398,8 +399,11 @@ def _draw(
     return shown
 
 
-def units_asked(report: Report, per_layer: str, asked: Sequence[str]) -> UnitsAsked:
-    """Read ``--units`` and ``--unit``, or say which value is wrong and what would be right."""
+def units_asked(convs: Sequence[ConvFacts], per_layer: str, asked: Sequence[str]) -> UnitsAsked:
+    """Read ``--units`` and ``--unit``, or say which value is wrong and what would be right.
+
+    Checked against the model's conv layers before pass 1, so a typo costs no inference.
+    """
     count: int | None = None
     if per_layer.strip().lower() != "all":
         try:
@@ -408,30 +412,28 @@ def units_asked(report: Report, per_layer: str, asked: Sequence[str]) -> UnitsAs
             count = -1
         if count < 0:
             raise ConfigError(f"--units {per_layer!r}: give a number of channels per layer, or all")
-    depths = {layer.conv.name: layer for layer in report.layers}
-    named: list[tuple[int, int]] = []
+    by_name = {conv.name: conv for conv in convs}
+    named: list[tuple[str, int]] = []
     for item in asked:
         name, _, channel = item.rpartition(":")
-        layer = depths.get(name)
-        if layer is None or not channel.isdigit():
-            known = ", ".join(list(depths)[:5])
+        conv = by_name.get(name)
+        if conv is None or not channel.isdigit():
+            known = ", ".join(list(by_name)[:5])
             raise ConfigError(
                 f"--unit {item!r}: give LAYER:CHANNEL with a conv layer of the report ({known}, …)"
             )
-        if int(channel) >= layer.conv.out_channels:
-            raise ConfigError(
-                f"--unit {item!r}: {name} has channels 0 to {layer.conv.out_channels - 1}"
-            )
-        named.append((layer.depth, int(channel)))
+        if int(channel) >= conv.out_channels:
+            raise ConfigError(f"--unit {item!r}: {name} has channels 0 to {conv.out_channels - 1}")
+        named.append((name, int(channel)))
     return UnitsAsked(count, tuple(named))
 
 
 @dataclass(frozen=True)
 class UnitsAsked:
-    """``--units`` (None for all) and the channels ``--unit`` names, as (depth, channel)."""
+    """``--units`` (None for all) and the channels ``--unit`` names, as (layer, channel)."""
 
     per_layer: int | None
-    named: tuple[tuple[int, int], ...]
+    named: tuple[tuple[str, int], ...]
 
 
 def _units(
@@ -446,13 +448,15 @@ def _units(
     """Choose the unit pages, run pass 2 over their examples' images, and draw them."""
     site, preprocess = config.site, loaded.preprocess
     labels = {image.index: image.prediction.label for image in report.images}
+    depths = {layer.conv.name: layer.depth for layer in report.layers}
+    # A named layer the forward pass never called has no examples; the report lists it.
+    named = tuple((depths[name], c) for name, c in asked.named if name in depths)
     chosen = choose_units(
-        report.layers, site.point, report.findings, labels, asked.per_layer, asked.named
+        report.layers, site.point, report.findings, labels, asked.per_layer, named
     )
     plan = plan_units(report, chosen, site.point)
     if not plan.needs:
         return chosen, ()
-    depths = {layer.conv.name: layer.depth for layer in report.layers}
     stream = gather_units(
         loaded.adapter, files, preprocess, plan.needs, depths, config.run.batch_size
     )
@@ -501,6 +505,7 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
         masks = None if config.data.masks is None else read_masks(config.data.masks, files)
     with clock.stage("load model"):
         loaded = load_model(config.model, run)
+    asked = units_asked(loaded.adapter.conv_layers(), site_config.units, site_config.unit)
     with progress_bar(len(files), run.quiet, "inference", "img") as progress:
         pass1 = run_pass1(
             loaded.adapter,
@@ -521,7 +526,6 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
         echo(f"Warning: {warning}")
     warnings = report.warnings
     selection = select(report.images, site_config.examples)
-    asked = units_asked(report, site_config.units, site_config.unit)
 
     with SiteWriter(site_config.out) as site:
         with Pictures(

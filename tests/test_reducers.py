@@ -397,3 +397,22 @@ def test_top_k_of_two_shards_merges_to_the_whole_and_the_reservoir_is_fixed() ->
         picks = [values[round(q * (SAMPLE - 1))] for q in QUANTILES]
         assert [e.value for e in merged.quantiles[c]] == picks
         assert {e.image for e in merged.quantiles[c]} <= chosen
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 5, 4), (2, 3, 160, 7), (2, 2, 64, 64), (1, 2, 33, 9)])
+def test_each_maps_extreme_and_its_first_position_in_raster_order(shape: tuple[int, ...]) -> None:
+    from reportgen.tally.topk import _extreme
+
+    torch.manual_seed(2)
+    x = torch.randn(shape).relu()  # many zeros tie for the minimum
+    n, _, h, w = shape
+    x[0, 0] = 0.0  # every position ties
+    x[n - 1, 1, h - 1, 1] = x[n - 1, 1, h - 1, 0] = 9.0  # a tie inside the last row
+    x[0, 1, 1, w - 1] = x[0, 1, h - 1, 0] = 9.0  # a tie across rows (and chunks)
+    flat = x.flatten(2)
+    for highest in (True, False):
+        value, where = _extreme(x, highest)
+        expected = flat.amax(dim=2) if highest else flat.amin(dim=2)
+        first = (flat == expected[..., None]).int().argmax(dim=2)  # the first position hit
+        assert torch.equal(value, expected)
+        assert torch.equal(where, first)

@@ -128,7 +128,15 @@ def test_pass_2_refuses_to_draw_what_it_cannot_reproduce(
     assert not (out / "img" / "units" / "layer-001" / "channel-0000" / "top-01.webp").exists()
 
 
-def test_bad_unit_options_are_input_errors(squares: tuple[Path, list[str]], tmp_path: Path) -> None:
+def test_bad_unit_options_are_input_errors(
+    squares: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reportgen.pipeline
+
+    def no_inference(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a bad --unit must be refused before pass 1")
+
+    monkeypatch.setattr(reportgen.pipeline, "run_pass1", no_inference)
     images, _ = squares
     base = ("--input-size", "32", "--mean", "0,0,0", "--std", "1,1,1", "-q")
     for extra, needle in (

@@ -102,26 +102,33 @@ def _sample(a: Kept | None, b: Kept) -> Kept:
     return Kept(*(x[:, order] for x in _fields(b)))
 
 
-ROW_FIRST = 4096  # positions per map above which the row-first search is the faster one
+CHUNK = 128  # positions a chunk holds at least: long enough for a vectorised reduction
+MIN_CHUNKS = 4  # fewer chunks than this and one max pool with indices is as fast
 
 
 def _extreme(x: torch.Tensor, highest: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Return each ``[N, C]`` map's maximum (or minimum) and its first position in raster order.
 
-    Small maps: one global max pool with indices. Large ones (an early ResNet map): the
-    extreme of each row first, then the extreme row, then the column within it, since a
-    reduction with indices over every position costs about seven plain ones on the CPU.
+    A reduction that returns indices costs several plain ones on the CPU, so maps with
+    enough positions are cut into chunks of whole rows: the plain extreme of each chunk,
+    then the first extreme chunk, then the first position within it (chunks follow raster
+    order, so this is the first position overall). Small maps take one global max pool
+    with indices.
     """
     n, c, h, w = (int(d) for d in x.shape)
-    if h * w <= ROW_FIRST:
+    rows = next((g for g in range(1, h + 1) if h % g == 0 and g * w >= CHUNK), h)
+    if h // rows < MIN_CHUNKS:
         value, where = F.adaptive_max_pool2d(x if highest else x.neg(), 1, return_indices=True)
         value, where = value.view(n, c), where.view(n, c)
         return (value if highest else value.neg()), where
-    rows = x.amax(dim=3) if highest else x.amin(dim=3)  # [N, C, H]
-    value, row = rows.max(dim=2) if highest else rows.min(dim=2)
-    line = x.gather(2, row[:, :, None, None].expand(-1, -1, 1, w))[:, :, 0]
-    column = (line.argmax if highest else line.argmin)(dim=2)
-    return value, row * w + column
+    length = rows * w
+    part = x.reshape(n * c, h // rows, length)
+    best = part.amax(dim=2) if highest else part.amin(dim=2)  # [N × C, chunks]
+    value, chunk = best.max(dim=1) if highest else best.min(dim=1)
+    # Row indexing copies whole chunks; gather along a middle dimension is slower on the CPU.
+    line = part[torch.arange(n * c, device=x.device), chunk]
+    column = (line.argmax if highest else line.argmin)(dim=1)
+    return value.view(n, c), (chunk * length + column).view(n, c)
 
 
 def _fields(kept: Kept) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
