@@ -307,6 +307,27 @@ class RunConfig:
         show_default=True,
         help="Images per forward pass.",
     )
+    workers: str = _option(
+        "auto",
+        "--workers",
+        metavar="N|auto",
+        show_default=True,
+        help="Processes that decode and preprocess images while the model runs; auto: none when the model runs on the CPU (its forward pass takes every core), else one fewer than the CPUs available, at most 8.",
+    )
+    decode: Literal["auto", "cpu", "gpu"] = _option(
+        "auto",
+        "--decode",
+        kind="choice",
+        choices=("auto", "cpu", "gpu"),
+        show_default=True,
+        help="Where JPEGs are decoded: gpu on the CUDA device (torchvision.io.decode_jpeg), resized and cropped there, other files with Pillow on the CPU; auto: gpu when the model runs on CUDA.",
+    )
+    amp: bool = _option(
+        False,
+        "--amp",
+        kind="flag",
+        help="Run forward passes in bfloat16 (float16 where the GPU lacks it) under autocast; statistics are still summed in float32 and float64.",
+    )
     layers: tuple[str, ...] = _option(
         (),
         "--layers",

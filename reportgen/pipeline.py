@@ -8,17 +8,20 @@ at a time, into templates → an atomic write of the site.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import webbrowser
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
+import torch
 from PIL import Image
 from tqdm import tqdm
 
+from . import processes
 from .analysis.accuracy import accuracy
 from .analysis.channels import channel_stats, dead_and_silent
 from .analysis.filters import filter_stats
@@ -28,7 +31,8 @@ from .analysis.ranking import ranking
 from .analysis.rules import DEFINITIONS
 from .analysis.selection import Selection, select
 from .analysis.units import Mismatch, UnitChoice, choose_units
-from .config import BuildConfig
+from .config import BuildConfig, RunConfig
+from .data.batches import Loading
 from .data.files import ImageFile, collect_images
 from .data.labels import name_classes, resolve_labels
 from .data.masks import Masks, read_masks
@@ -63,7 +67,7 @@ from .site.units import draw_unit_filters, draw_units, plan_units
 from .site.writer import SiteWriter, check_output
 from .tally.conventions import fit_conventions
 from .tally.features import nearest_correct
-from .tally.pass1 import LayerTally, Pass1, Pass1Options, run_pass1
+from .tally.pass1 import LayerTally, Pass1, Pass1Options, Pass1States, Pass1Tally
 from .timing import Timings
 
 __all__ = ["build", "judge", "make_report"]
@@ -75,6 +79,7 @@ CAMS = "gradient pass: class activation maps"
 DRAW_CAMS = "draw class activation maps"
 PASS2 = "pass 2: feature maps of selected images"
 FIELDS = "receptive fields"
+GATHER = "pass 1: gather and merge the processes' statistics"
 UNITS = "unit pages: pass 2 and drawing"
 DRAW_MAPS = "draw and encode feature maps"
 DRAW_LAYERS = "draw filters and charts"
@@ -143,6 +148,10 @@ def make_report(
             channels=preprocess.channels,
             class_source=names_source,
             logits_from=pass1.logits_from,
+            precision=loaded.precision,
+            decoding=_decoding(
+                _loading(config.run, loaded.adapter.device), len(pass1.top), pass1.on_device
+            ),
         ),
         versions=versions(),
         images_root=str(config.data.images),
@@ -287,7 +296,10 @@ def _cams(
     site, preprocess, wanted, masks = config.site, loaded.preprocess, job.wanted, job.masks
     layer = loaded.adapter.cam_layer(site.cam_layer)
     settings = CamSettings(site.cam_method, site.cam_layer, sanity=layer.randomized is not None)
-    stream = gather_cams(loaded.adapter, files, preprocess, wanted, settings, config.run.batch_size)
+    loading = _loading(config.run, loaded.adapter.device)
+    stream = gather_cams(
+        loaded.adapter, files, preprocess, wanted, settings, config.run.batch_size, loading
+    )
     images: list[tuple[int, tuple[CamMap, ...]]] = []
     randomized: list[tuple[int, float | None]] = []
     inside: list[tuple[int, float | None]] = []
@@ -370,6 +382,7 @@ def _draw(
         wanted,
         site.max_channels,
         config.run.batch_size,
+        _loading(config.run, loaded.adapter.device),
     )
     groups = [row.with_strips for row in selection.mistakes]
     strips = Strips(pictures, groups, len(report.layers), shared=site.strip_scale == "class")
@@ -457,8 +470,9 @@ def _units(
     plan = plan_units(report, chosen, site.point)
     if not plan.needs:
         return chosen, ()
+    loading = _loading(config.run, loaded.adapter.device)
     stream = gather_units(
-        loaded.adapter, files, preprocess, plan.needs, depths, config.run.batch_size
+        loaded.adapter, files, preprocess, plan.needs, depths, config.run.batch_size, loading
     )
     with (
         progress_bar(len(plan.needs), config.run.quiet, "unit examples", "img") as progress,
@@ -493,29 +507,142 @@ def build(config: BuildConfig, echo: Echo | None = None, timings: Timings | None
     """Build the whole site for ``config`` and return the path of its index.html.
 
     ``timings``, when given, receives the seconds of every stage (as ``--profile`` prints).
+    Started by torchrun in several processes, each runs pass 1 over its share of the
+    images and rank 0 builds the site from the merged statistics (see ``processes``).
     """
-    site_config, run = config.site, config.run
-    if echo is None:
-        echo = (lambda message: None) if run.quiet else (lambda m: click.echo(m, err=True))
-    check_output(site_config.out)
-    clock = timings if timings is not None else Timings()
+    group = processes.from_environment(config.run.device)
+    if group is None:
+        return _build(config, echo, timings, None)
+    with group:
+        if group.rank != 0:
+            quiet = dataclasses.replace(config.run, quiet=True, profile=False)
+            site = dataclasses.replace(config.site, open_browser=False)
+            config = dataclasses.replace(config, run=quiet, site=site)
+        return _build(config, echo, timings, group)
 
+
+def _loading(run: RunConfig, device: torch.device | None) -> Loading:
+    """Read ``--workers`` and ``--decode`` for a model on ``device`` (None: check the values)."""
+    value = run.workers.strip().lower()
+    if value != "auto":
+        try:
+            count = int(value)
+        except ValueError:
+            count = -1
+        if count < 0:
+            raise ConfigError(
+                f"--workers {run.workers!r}: give a number of processes (0 decodes between "
+                "forward passes, on the main thread), or auto"
+            )
+    elif device is None or device.type == "cpu":
+        count = 0
+    else:
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        count = min(8, max(1, (available or os.cpu_count() or 2) - 1))
+    if device is None:
+        if run.decode == "gpu" and (run.device in ("cpu", "mps") or not torch.cuda.is_available()):
+            raise ConfigError(
+                "--decode gpu: JPEGs are decoded on a CUDA device only, and this build has "
+                "none; use --decode cpu"
+            )
+        return Loading(count)
+    cuda = device.type == "cuda"
+    if run.decode == "gpu" and not cuda:
+        raise ConfigError(
+            f"--decode gpu: the model runs on {device}, and JPEGs are decoded on a CUDA "
+            "device only; use --device cuda, or --decode cpu"
+        )
+    on_device = cuda and run.decode in ("gpu", "auto")
+    return Loading(count, pin=cuda, decode_on=device if on_device else None)
+
+
+def _decoding(loading: Loading, read: int, on_device: int) -> str:
+    """Say where the images were decoded, in aggregate, for the report."""
+    if loading.decode_on is None:
+        return "Pillow on the CPU"
+    return (
+        f"{on_device} of {read} images decoded on {loading.decode_on} "
+        "(torchvision.io.decode_jpeg) and resized there; the rest with Pillow on the CPU "
+        "(not JPEG, or refused by the device's decoder)"
+    )
+
+
+@dataclass(frozen=True)
+class _FirstPass:
+    """What every process has after its share of pass 1: inputs, model, the tally's states."""
+
+    files: tuple[ImageFile, ...]
+    passed_over: tuple[Skipped, ...]
+    masks: Masks | None
+    loaded: LoadedModel
+    asked: UnitsAsked
+    tally: Pass1Tally
+    states: Pass1States
+
+
+def _first_pass(config: BuildConfig, clock: Timings, group: processes.Group | None) -> _FirstPass:
+    """Check the inputs, load the model and run pass 1 over this process's images."""
+    site_config, run = config.site, config.run
+    _loading(run, None)  # a bad --workers fails before any work
+    check_output(site_config.out)
     with clock.stage("find image files"):
         files, passed_over = collect_images(config.data.images, exclude=site_config.out)
         masks = None if config.data.masks is None else read_masks(config.data.masks, files)
     with clock.stage("load model"):
         loaded = load_model(config.model, run)
     asked = units_asked(loaded.adapter.conv_layers(), site_config.units, site_config.unit)
-    with progress_bar(len(files), run.quiet, "inference", "img") as progress:
-        pass1 = run_pass1(
-            loaded.adapter,
-            files,
-            loaded.preprocess,
-            run.batch_size,
-            progress,
-            clock,
-            Pass1Options(unit_examples=site_config.unit_examples, unit_point=site_config.point),
-        )
+    shard = None if group is None else group.shard(len(files), run.batch_size)
+    loading = _loading(run, loaded.adapter.device)
+    options = Pass1Options(shard, site_config.unit_examples, site_config.point, loading)
+    tally = Pass1Tally(loaded.adapter, files, loaded.preprocess, options)
+    total = len(files) if shard is None else len(shard)
+    with progress_bar(total, run.quiet, "inference", "img") as progress:
+        states = tally.run(run.batch_size, progress, clock)
+    return _FirstPass(tuple(files), tuple(passed_over), masks, loaded, asked, tally, states)
+
+
+def _shared_first_pass(
+    config: BuildConfig, clock: Timings, group: processes.Group
+) -> _FirstPass | None:
+    """Run this process's share of pass 1 and merge every share on rank 0 (None elsewhere)."""
+    try:
+        first = _first_pass(config, clock, group)
+    except Exception as error:
+        # Every process joins the gather, failed or not, so none waits for one that is gone.
+        with suppress(processes.RankFailed):
+            group.gather(processes.failure(group.rank, error))
+        if group.rank != 0:
+            raise SystemExit(getattr(error, "exit_code", 1)) from None  # rank 0 says why
+        raise
+    with clock.stage(GATHER):
+        parts = group.gather(first.states)
+        if parts is None:
+            return None
+        return dataclasses.replace(first, states=first.tally.merge(parts))
+
+
+def _build(
+    config: BuildConfig, echo: Echo | None, timings: Timings | None, group: processes.Group | None
+) -> Path:
+    site_config, run = config.site, config.run
+    if echo is None:
+        echo = (lambda message: None) if run.quiet else (lambda m: click.echo(m, err=True))
+    clock = timings if timings is not None else Timings()
+    if group is None:
+        first = _first_pass(config, clock, None)
+    else:
+        shared = _shared_first_pass(config, clock, group)
+        if shared is None:
+            return site_config.out / urls.INDEX  # rank 0 builds the site
+        first = shared
+    files, passed_over, masks, loaded, asked = (
+        first.files,
+        first.passed_over,
+        first.masks,
+        first.loaded,
+        first.asked,
+    )
+    pass1 = first.tally.finish(first.states, clock)
     with clock.stage(FIELDS):
         # Twice the input's side: ResNet-18's deepest field (435 px) fits in 448.
         fields = loaded.adapter.receptive_fields(2 * loaded.preprocess.crop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 
 import torch
 from torch import nn
@@ -198,3 +199,12 @@ class ShiftingNet(RedSquareNet):
         if self.batches > 2:
             y = y * 1.5
         return self.head(self.relu(y).amax(dim=(2, 3)))
+
+
+class RankOneFailsNet(TinyNet):
+    """TinyNet whose forward fails in the second process of a torchrun build."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if os.environ.get("RANK") == "1":
+            raise RuntimeError("planted failure in the second process")
+        return super().forward(x)

@@ -20,6 +20,7 @@ RANKS = {
     "timing": 0,
     "report": 1,
     "config": 1,
+    "processes": 1,
     "data": 2,
     "analysis": 2,
     "drawing": 2,

@@ -318,6 +318,18 @@ def test_benchmark(sandbox: Path) -> None:
         assert needle in out, needle
 
 
+def test_torchrun(sandbox: Path) -> None:
+    run("torchrun", sandbox)
+    data = json.loads((sandbox / "shapes-torchrun" / "report.json").read_text(encoding="utf-8"))
+    assert len(data["images"]) == len(list((sandbox / "examples/shapes/images").rglob("*.png")))
+
+
+def test_bench_gpu(sandbox: Path) -> None:
+    out = run("bench-gpu", sandbox, extra=" --images 4 --batch-size 4 --workers 1 --input-size 32")
+    for needle in ("1. best-practice loop", "2. compute floor", "3. featreport, --decode cpu"):
+        assert needle in out, needle
+
+
 RUNS_HERE = set(re.findall(r'\brun\(\s*"([\w-]+)"', Path(__file__).read_text(encoding="utf-8")))
 
 

@@ -136,7 +136,7 @@ def test_bad_unit_options_are_input_errors(
     def no_inference(*args: object, **kwargs: object) -> None:
         raise AssertionError("a bad --unit must be refused before pass 1")
 
-    monkeypatch.setattr(reportgen.pipeline, "run_pass1", no_inference)
+    monkeypatch.setattr(reportgen.pipeline.Pass1Tally, "run", no_inference)
     images, _ = squares
     base = ("--input-size", "32", "--mean", "0,0,0", "--std", "1,1,1", "-q")
     for extra, needle in (

@@ -60,4 +60,7 @@ def build(ctx: click.Context, /, config_file: Path | None, **values: object) -> 
         raise click.ClickException(
             "interrupted; the previous site, if any, was left as it was"
         ) from None
-    click.echo(str(index))
+    from ..processes import secondary
+
+    if not secondary():
+        click.echo(str(index))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 from PIL import Image
@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from .decode import load_image
 from .files import ImageFile
 
-__all__ = ["Batch", "Prepare", "batches"]
+__all__ = ["Batch", "Loading", "Prepare", "batches"]
 
 
 class Prepare(Protocol):
@@ -34,8 +34,23 @@ class Batch:
     """Images ready for the model, with their indices among the files, and those that failed."""
 
     indices: tuple[int, ...]  # the images in ``pixels``, by their index in the file list
-    pixels: torch.Tensor | None  # [N, C, H, W] on the host; None when every file failed
+    pixels: torch.Tensor | None  # [N, C, H, W]; None when every file failed
     failed: tuple[tuple[int, str], ...]  # (file index, reason) of files that could not be read
+    on_device: int = 0  # of the images, how many were decoded on the model's device
+
+    def pin_memory(self) -> Batch:
+        """Return the batch with its pixels in page-locked memory (the DataLoader calls it)."""
+        pixels = None if self.pixels is None else self.pixels.pin_memory()
+        return Batch(self.indices, pixels, self.failed, self.on_device)
+
+
+@dataclass(frozen=True)
+class Loading:
+    """How batches are loaded: worker processes, and page-locked memory for a GPU."""
+
+    workers: int = 0  # 0: decode on the main thread, between forward passes
+    pin: bool = False  # only worth it when the model is on CUDA
+    decode_on: torch.device | None = None  # --decode gpu: JPEGs decoded on this device
 
 
 Item = tuple[int, torch.Tensor | None, str | None]
@@ -74,10 +89,29 @@ def batches(
     prepare: Prepare,
     batch_size: int,
     indices: Sequence[int] | None = None,
+    loading: Loading | None = None,
 ) -> Iterator[Batch]:
-    """Yield the files at ``indices`` (default: all, in order) as batches of ``batch_size``."""
+    """Yield the files at ``indices`` (default: all, in order) as batches of ``batch_size``.
+
+    With ``loading.workers``, worker processes decode and preprocess the next batches
+    while the model runs; batches still come in order, and a file a worker cannot read
+    is reported with its reason as on the main thread.
+    """
+    loading = loading or Loading()
+    if loading.decode_on is not None:
+        from .device_decode import Placement, device_batches
+
+        placement = cast("Placement", prepare)  # the pipeline passes a Preprocess
+        yield from device_batches(files, placement, batch_size, loading.decode_on, indices)
+        return
     chosen = range(len(files)) if indices is None else indices
     loader: DataLoader[Item] = DataLoader(
-        _Images(files, chosen, prepare), batch_size=batch_size, shuffle=False, collate_fn=_collate
+        _Images(files, chosen, prepare),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=_collate,
+        num_workers=loading.workers,
+        pin_memory=loading.pin,
+        prefetch_factor=2 if loading.workers else None,
     )
     yield from loader

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.batches import Prepare, batches
+from ..data.batches import Loading, Prepare, batches
 from ..data.files import ImageFile
 from ..errors import InferenceError
 from ..models.adapter import ModelAdapter
@@ -117,6 +117,7 @@ def gather_cams(
     wanted: Mapping[int, tuple[int, ...]],
     settings: CamSettings,
     batch_size: int,
+    loading: Loading | None = None,
 ) -> Generator[ImageCams, None, None]:
     """Yield, in index order, the maps of each image in ``wanted`` for the classes it lists.
 
@@ -131,7 +132,7 @@ def gather_cams(
     """
     compute, layer = METHODS[settings.method], settings.layer
     with adapter.gradients(layer) as model:
-        for batch in batches(files, prepare, batch_size, sorted(wanted)):
+        for batch in batches(files, prepare, batch_size, sorted(wanted), loading):
             if batch.failed or batch.pixels is None:
                 index, reason = batch.failed[0]
                 raise InferenceError(f"{files[index].rel} could not be read again: {reason}")

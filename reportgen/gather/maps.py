@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..analysis.ranking import Ranking
-from ..data.batches import Prepare, batches
+from ..data.batches import Loading, Prepare, batches
 from ..data.files import ImageFile
 from ..errors import InferenceError
 from ..models.adapter import ModelAdapter, Tap
@@ -39,7 +39,7 @@ class ImageMaps:
     layers: tuple[LayerMaps, ...]
 
 
-def gather_maps(
+def gather_maps(  # noqa: PLR0913  # what to gather, and how batches load
     adapter: ModelAdapter,
     files: Sequence[ImageFile],
     prepare: Prepare,
@@ -47,6 +47,7 @@ def gather_maps(
     wanted: Mapping[int, bool],
     max_channels: int,
     batch_size: int,
+    loading: Loading | None = None,
 ) -> Generator[ImageMaps, None, None]:
     """Yield, in index order, the maps of each ranked layer (depth order) for each image in ``wanted``.
 
@@ -91,7 +92,7 @@ def gather_maps(
     # so the caller's drawing does not run inside it. The caller closes the generator
     # (contextlib.closing) so that the hooks go at once, also when drawing fails.
     with adapter.recording(taps, sink) as recording:
-        for batch in batches(files, prepare, batch_size, sorted(wanted)):
+        for batch in batches(files, prepare, batch_size, sorted(wanted), loading):
             if batch.failed or batch.pixels is None:
                 index, reason = batch.failed[0]
                 raise InferenceError(f"{files[index].rel} could not be read again: {reason}")

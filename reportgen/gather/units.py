@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.batches import Prepare, batches
+from ..data.batches import Loading, Prepare, batches
 from ..data.files import ImageFile
 from ..errors import InferenceError
 from ..models.adapter import ModelAdapter, Tap
@@ -40,6 +40,7 @@ def gather_units(
     needs: Mapping[int, Sequence[Need]],
     depths: Mapping[str, int],
     batch_size: int,
+    loading: Loading | None = None,
 ) -> Generator[UnitMaps, None, None]:
     """Yield each needed image's maps of the channels it is an example of.
 
@@ -52,7 +53,7 @@ def gather_units(
         groups.setdefault(max(depths[layer] for layer, _, _ in wanted), []).append(index)
     for _, indices in sorted(groups.items()):
         yield from _gather_group(
-            adapter, files, prepare, {i: needs[i] for i in sorted(indices)}, batch_size
+            adapter, files, prepare, {i: needs[i] for i in sorted(indices)}, batch_size, loading
         )
 
 
@@ -62,6 +63,7 @@ def _gather_group(
     prepare: Prepare,
     needs: Mapping[int, Sequence[Need]],
     batch_size: int,
+    loading: Loading | None = None,
 ) -> Generator[UnitMaps, None, None]:
     by_tap: dict[Tap, dict[int, list[int]]] = {}
     for index, wanted in needs.items():
@@ -78,7 +80,7 @@ def _gather_group(
                 kept[index][(tap.layer, point, channel)] = output[row, channel].float().clone()
 
     with adapter.recording(list(by_tap), sink) as recording:
-        for batch in batches(files, prepare, batch_size, sorted(needs)):
+        for batch in batches(files, prepare, batch_size, sorted(needs), loading):
             if batch.failed or batch.pixels is None:
                 index, reason = batch.failed[0]
                 raise InferenceError(f"{files[index].rel} could not be read again: {reason}")

@@ -34,6 +34,18 @@ class LoadedModel:
     preprocess: Preprocess
     parameters: int
     fresh_norm_medians: dict[str, float]  # per conv layer, of an untrained instance; may be empty
+    precision: str = "float32"  # how forward passes compute, as the report states it
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """Return the reduced precision ``--amp`` runs forward passes in on ``device``.
+
+    bfloat16 where the device has it (CPUs, recent CUDA GPUs): its range is float32's, so
+    activations do not overflow; float16 on older CUDA GPUs and on MPS.
+    """
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float16 if device.type == "mps" else torch.bfloat16
 
 
 def resolve_device(name: str) -> torch.device:
@@ -92,12 +104,14 @@ def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
         device = resolve_device(run.device)
     module.to(device)
     categories = built.categories
+    amp = autocast_dtype(device) if run.amp else None
     adapter = TorchAdapter(
         module,
         device,
         run.layers,
         spec.output_key,
         input_shape=(preprocess.channels, preprocess.crop, preprocess.crop),
+        precision=amp,
     )
     fresh = {} if built.untrained else fresh_norm_medians(built, spec.seed, adapter)
     return LoadedModel(
@@ -110,6 +124,10 @@ def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
         preprocess=preprocess,
         parameters=sum(p.numel() for p in module.parameters()),
         fresh_norm_medians=fresh,
+        precision="float32"
+        if amp is None
+        else f"{str(amp).removeprefix('torch.')} autocast (--amp) in the forward passes; the "
+        "gradient pass in float32; statistics summed in float32 and float64",
     )
 
 

@@ -105,9 +105,11 @@ class _TorchRecording:
         output_key: str | None,
         sink: Sink,
         taps: Collection[Tap],
+        precision: torch.dtype | None = None,
     ) -> None:
         self._recorder = recorder
         self._device = device
+        self._precision = precision
         self._output_key = output_key
         self._sink = sink
         self._input = INPUT in taps
@@ -115,11 +117,14 @@ class _TorchRecording:
         self._logits_from = ""
 
     def _run(self, batch: torch.Tensor, names: Sequence[str], until_all_seen: bool) -> object:
-        on_device = batch.to(self._device)
+        on_device = batch.to(self._device, non_blocking=True)  # async from pinned memory
         if self._input:
             self._sink(INPUT, on_device)
         try:
-            return self._recorder.forward(on_device, until_all_seen)
+            if self._precision is None:
+                return self._recorder.forward(on_device, until_all_seen)
+            with torch.autocast(self._device.type, dtype=self._precision):
+                return self._recorder.forward(on_device, until_all_seen)
         except Exception as exc:
             shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
             raise InferenceError(
@@ -189,9 +194,11 @@ class TorchAdapter:
         layers: Sequence[str] = (),
         output_key: str | None = None,
         input_shape: tuple[int, int, int] | None = None,
+        precision: torch.dtype | None = None,
     ) -> None:
         self._module = module
         self._device = device
+        self._precision = precision  # --amp: the autocast dtype of forward passes, or None
         self._output_key = output_key
         self._layers = _choose(conv_modules(module), layers)
         self._input_shape = input_shape  # (C, H, W): what the block tracing feeds the model
@@ -304,4 +311,6 @@ class TorchAdapter:
         """Open a recording: the taps' modules hooked until the block ends, then restored."""
         hooked = [self._hooked(tap) for tap in sorted(taps) if tap not in (LOGITS, INPUT)]
         with TapRecorder(self._module, hooked, sink) as recorder:
-            yield _TorchRecording(recorder, self._device, self._output_key, sink, taps)
+            yield _TorchRecording(
+                recorder, self._device, self._output_key, sink, taps, self._precision
+            )

@@ -234,6 +234,8 @@ def to_json(report: Report) -> str:
             "untrained": report.model.untrained,
             "parameters": report.model.parameters,
             "device": report.model.device,
+            "precision": report.model.precision,
+            "decoding": report.model.decoding,
             "preprocessing": report.model.preprocessing,
             "logits": report.model.logits_from,
             "conv_layers": len(report.layers),

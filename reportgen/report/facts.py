@@ -438,6 +438,8 @@ class ModelFacts:
     channels: int
     class_source: str
     logits_from: str
+    precision: str = "float32"  # "float32", or the autocast dtype of --amp and what stays wide
+    decoding: str = "Pillow on the CPU"  # where images were decoded, in aggregate
 
 
 @dataclass(frozen=True)

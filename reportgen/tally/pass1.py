@@ -9,12 +9,12 @@ correlations at the later of the two points."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 
-from ..data.batches import Prepare, batches
+from ..data.batches import Loading, Prepare, batches
 from ..data.files import ImageFile
 from ..errors import InferenceError
 from ..models.adapter import FEATURES, INPUT, LOGITS, ModelAdapter, Tap
@@ -34,7 +34,7 @@ from .features import FeaturesReducer
 from .moments import ChannelMomentsReducer
 from .predictions import TopClassesReducer
 from .properties import ImagePropertiesReducer
-from .reducer import Tally
+from .reducer import Results, Tally
 from .topk import TopKReducer
 
 __all__ = [
@@ -45,6 +45,8 @@ __all__ = [
     "LayerTally",
     "Pass1",
     "Pass1Options",
+    "Pass1States",
+    "Pass1Tally",
     "PointTally",
     "Unnormalize",
     "run_pass1",
@@ -111,6 +113,7 @@ class Pass1:
     num_classes: int
     logits_from: str  # where in the model's output the logits were found
     features: torch.Tensor | None  # [images, dims] unit vectors (tally/features.py), or None
+    on_device: int = 0  # images decoded on the model's device (--decode gpu)
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class Pass1Options:
     shard: Sequence[int] | None = None  # file indices to read, in this order; None: all
     unit_examples: int = 9  # each channel's top and bottom images kept; 0 keeps none
     unit_point: PointName = "activation"  # --point: top examples kept there too
+    loading: Loading = field(default_factory=Loading)  # --workers; pinned memory on CUDA
 
 
 DEFAULT_OPTIONS = Pass1Options()
@@ -167,26 +171,145 @@ def _add_layer(
     )
 
 
-def _layer_tally(conv: ConvFacts, reducers: _LayerReducers, calls: int) -> LayerTally:
+def _layer_tally(
+    conv: ConvFacts, reducers: _LayerReducers, results: Results, calls: int
+) -> LayerTally:
     last = reducers.points[-1][0]
-    positive = reducers.positive.finish(reducers.positive.state())
-    units: list[UnitExamples | None] = [u.finish(u.state()) for u in reducers.units]
+    positive = results[reducers.positive]
+    units: list[UnitExamples | None] = [results[u] for u in reducers.units]
     units = units or [None] * len(reducers.points)
     return LayerTally(
         conv=conv,
         block=reducers.block,
         points=tuple(
-            PointTally(
-                point,
-                moments.finish(moments.state()),
-                positive if point == last else None,
-                examples,
-            )
+            PointTally(point, results[moments], positive if point == last else None, examples)
             for (point, moments), examples in zip(reducers.points, units, strict=True)
         ),
-        correlations=reducers.correlation.finish(reducers.correlation.state()),
+        correlations=results[reducers.correlation],
         calls_per_forward=calls,
     )
+
+
+@dataclass(frozen=True)
+class Pass1States:
+    """One process's pass 1 before it is finished: every reducer's state (host tensors, in
+    the tally's order) and what its forward passes saw. Shards of one image set merge."""
+
+    states: tuple[Any, ...]
+    skipped: tuple[Skipped, ...]
+    call_order: tuple[str, ...]  # layers in the order the forward pass calls them
+    calls_per_forward: dict[str, int]
+    logits_from: str
+    on_device: int = 0  # images decoded on the model's device
+
+
+class Pass1Tally:
+    """Pass 1's reducers for one model and file list: run over a shard, merge, finish."""
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        files: Sequence[ImageFile],
+        prepare: Unnormalize,
+        options: Pass1Options = DEFAULT_OPTIONS,
+    ) -> None:
+        self.adapter, self.files, self.prepare, self.options = adapter, files, prepare, options
+        self.convs = adapter.conv_layers()
+        self.tally = tally = Tally()
+        self.layers = {c.name: _add_layer(tally, adapter, c.name, options) for c in self.convs}
+        self.top = tally.add(LOGITS, TopClassesReducer(capacity=len(files)))
+        self.properties = tally.add(
+            INPUT, ImagePropertiesReducer(len(files), prepare.mean, prepare.std, prepare.bgr)
+        )
+        self.features = (
+            tally.add(FEATURES, FeaturesReducer(len(files))) if adapter.has_features() else None
+        )
+
+    def run(self, batch_size: int, progress: Progress, clock: Timings) -> Pass1States:
+        """Predict the shard's images (every image without one) and tally every conv layer."""
+        tally, files, adapter = self.tally, self.files, self.adapter
+        skipped: list[Skipped] = []
+        on_device = 0
+
+        def sink(tap: Tap, x: torch.Tensor) -> None:
+            with clock.stage(STATS):
+                tally(tap, x)
+
+        stream = iter(
+            batches(files, self.prepare, batch_size, self.options.shard, self.options.loading)
+        )
+        with adapter.recording(tally.taps, sink) as recording, torch.inference_mode():
+            while True:
+                with clock.stage(DECODE):
+                    batch = next(stream, None)
+                if batch is None:
+                    break
+                skipped.extend(Skipped(files[i].rel, reason) for i, reason in batch.failed)
+                on_device += batch.on_device
+                if batch.pixels is not None:
+                    tally.start_batch(batch.indices, adapter.device)
+                    # Hooks run inside the forward pass; their time counts as STATS, not FORWARD.
+                    in_hooks = clock.seconds.get(STATS, 0.0)
+                    with clock.stage(FORWARD):
+                        recording.forward(batch.pixels, [files[i].rel for i in batch.indices])
+                    clock.add(FORWARD, in_hooks - clock.seconds.get(STATS, 0.0))
+                progress(len(batch.indices) + len(batch.failed))
+            with clock.stage(COLLECT):
+                return Pass1States(
+                    tally.states(),
+                    tuple(skipped),
+                    recording.call_order,
+                    dict(recording.calls_per_forward),
+                    recording.logits_from,
+                    on_device,
+                )
+
+    def merge(self, parts: Sequence[Pass1States]) -> Pass1States:
+        """Combine the states of disjoint shards, in the order given (rank order)."""
+        whole = parts[0]
+        for part in parts[1:]:
+            seen = whole if whole.call_order else part  # a shard with no image saw no call
+            whole = Pass1States(
+                self.tally.merge(whole.states, part.states),
+                whole.skipped + part.skipped,
+                seen.call_order,
+                seen.calls_per_forward,
+                seen.logits_from,
+                whole.on_device + part.on_device,
+            )
+        return whole
+
+    def finish(self, whole: Pass1States, clock: Timings) -> Pass1:
+        """Turn the (merged) states into pass 1's facts."""
+        files, skipped, convs = self.files, whole.skipped, self.convs
+        with clock.stage(COLLECT):
+            results = self.tally.finish(whole.states)
+            predictions = (
+                results[self.top]
+                if self.top in results
+                else TopClassesReducer(0).finish(TopClassesReducer(0).state())
+            )
+            if not predictions.by_image:
+                reasons = "; ".join(f"{s.rel}: {s.reason}" for s in skipped[:3])
+                raise InferenceError(
+                    f"none of the {len(files)} image files could be read ({reasons})"
+                )
+            facts = {c.name: c for c in convs}
+            order, calls = whole.call_order, whole.calls_per_forward
+            return Pass1(
+                top=dict(predictions.by_image),
+                properties=dict(results[self.properties].by_image),
+                skipped=skipped,
+                layers=tuple(
+                    _layer_tally(facts[name], self.layers[name], results, calls[name])
+                    for name in order
+                ),
+                not_called=tuple(c.name for c in convs if c.name not in order),
+                num_classes=predictions.num_classes,
+                logits_from=whole.logits_from,
+                features=None if self.features is None else results[self.features],
+                on_device=whole.on_device,
+            )
 
 
 def run_pass1(
@@ -200,55 +323,5 @@ def run_pass1(
 ) -> Pass1:
     """Predict every image (or those of ``options.shard``) and tally every conv layer's output."""
     clock = timings if timings is not None else Timings()
-    convs = adapter.conv_layers()
-    tally = Tally()
-    layers = {c.name: _add_layer(tally, adapter, c.name, options) for c in convs}
-    top = tally.add(LOGITS, TopClassesReducer(capacity=len(files)))
-    properties = tally.add(
-        INPUT, ImagePropertiesReducer(len(files), prepare.mean, prepare.std, prepare.bgr)
-    )
-    features = tally.add(FEATURES, FeaturesReducer(len(files))) if adapter.has_features() else None
-    skipped: list[Skipped] = []
-
-    def sink(tap: Tap, x: torch.Tensor) -> None:
-        with clock.stage(STATS):
-            tally(tap, x)
-
-    stream = iter(batches(files, prepare, batch_size, options.shard))
-    with adapter.recording(tally.taps, sink) as recording, torch.inference_mode():
-        while True:
-            with clock.stage(DECODE):
-                batch = next(stream, None)
-            if batch is None:
-                break
-            skipped.extend(Skipped(files[i].rel, reason) for i, reason in batch.failed)
-            if batch.pixels is not None:
-                tally.start_batch(batch.indices, adapter.device)
-                # Hooks run inside the forward pass; their time counts as STATS, not FORWARD.
-                in_hooks = clock.seconds.get(STATS, 0.0)
-                with clock.stage(FORWARD):
-                    recording.forward(batch.pixels, [files[i].rel for i in batch.indices])
-                clock.add(FORWARD, in_hooks - clock.seconds.get(STATS, 0.0))
-            progress(len(batch.indices) + len(batch.failed))
-        order, calls, logits_from = (
-            recording.call_order,
-            recording.calls_per_forward,
-            recording.logits_from,
-        )
-
-    with clock.stage(COLLECT):
-        predictions = top.finish(top.state())
-        if not predictions.by_image:
-            reasons = "; ".join(f"{s.rel}: {s.reason}" for s in skipped[:3])
-            raise InferenceError(f"none of the {len(files)} image files could be read ({reasons})")
-        facts = {c.name: c for c in convs}
-        return Pass1(
-            top=dict(predictions.by_image),
-            properties=dict(properties.finish(properties.state()).by_image),
-            skipped=tuple(skipped),
-            layers=tuple(_layer_tally(facts[name], layers[name], calls[name]) for name in order),
-            not_called=tuple(c.name for c in convs if c.name not in order),
-            num_classes=predictions.num_classes,
-            logits_from=logits_from,
-            features=None if features is None else features.finish(features.state()),
-        )
+    pass1 = Pass1Tally(adapter, files, prepare, options)
+    return pass1.finish(pass1.run(batch_size, progress, clock), clock)

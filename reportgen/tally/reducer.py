@@ -12,7 +12,10 @@ A :class:`Reducer` is four methods:
   were batched or split, up to float64 rounding;
 * ``finish(state)`` turns a state into a frozen, torch-free result record.
 
-A :class:`Tally` holds reducers by tap and is the sink a recording calls.
+A :class:`Tally` holds reducers by tap and is the sink a recording calls. Its
+:meth:`Tally.states` are every reducer's state in the order they were added (``None``
+where the reducer's tap saw no batch), and :meth:`Tally.merge` combines two processes'
+states reducer by reducer, so shards of one image set merge into the whole.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 
 from ..models.adapter import Tap
 
-__all__ = ["Reducer", "Tally"]
+__all__ = ["Reducer", "Results", "Tally"]
 
 S = TypeVar("S")
 R_co = TypeVar("R_co", covariant=True)
@@ -56,12 +59,36 @@ class Tally:
 
     def __init__(self) -> None:
         self._reducers: dict[Tap, list[Reducer[Any, Any]]] = {}
+        self._added: list[tuple[Tap, Reducer[Any, Any]]] = []
+        self._fed: set[Tap] = set()
         self._indices: torch.Tensor | None = None
 
     def add(self, tap: Tap, reducer: AnyReducer) -> AnyReducer:
         """Register ``reducer`` for ``tap`` and return it, so the caller keeps a typed handle."""
         self._reducers.setdefault(tap, []).append(reducer)
+        self._added.append((tap, reducer))
         return reducer
+
+    def states(self) -> tuple[Any, ...]:
+        """Return every reducer's state on the host, in the order added; None where unfed."""
+        return tuple(r.state() if tap in self._fed else None for tap, r in self._added)
+
+    def merge(self, a: Sequence[Any], b: Sequence[Any]) -> tuple[Any, ...]:
+        """Combine two image sets' :meth:`states`, reducer by reducer."""
+        return tuple(
+            y if x is None else x if y is None else r.merge(x, y)
+            for (_, r), x, y in zip(self._added, a, b, strict=True)
+        )
+
+    def finish(self, states: Sequence[Any]) -> Results:
+        """Finish every fed reducer from ``states`` (as :meth:`states` or :meth:`merge` give)."""
+        return Results(
+            {
+                id(r): r.finish(state)
+                for (_, r), state in zip(self._added, states, strict=True)
+                if state is not None
+            }
+        )
 
     @property
     def taps(self) -> tuple[Tap, ...]:
@@ -76,5 +103,21 @@ class Tally:
         """Hand one tap's tensor to its reducers (the recording's sink)."""
         if self._indices is None:
             raise RuntimeError("Tally.start_batch must be called before each forward pass")
+        self._fed.add(tap)
         for reducer in self._reducers.get(tap, ()):
             reducer.update(x, self._indices)
+
+
+class Results:
+    """Finished results of a tally's reducers, looked up by the reducer's handle."""
+
+    def __init__(self, by_reducer: dict[int, Any]) -> None:
+        self._by_reducer = by_reducer
+
+    def __getitem__(self, reducer: Reducer[Any, R_co]) -> R_co:
+        """Return ``reducer``'s result; KeyError when its tap saw no batch."""
+        return self._by_reducer[id(reducer)]  # type: ignore[no-any-return]
+
+    def __contains__(self, reducer: object) -> bool:
+        """Say whether ``reducer`` has a result."""
+        return id(reducer) in self._by_reducer

@@ -76,6 +76,8 @@ def _model_facts(ctx: PageContext) -> list[Fact]:
         Fact("Preprocessing", f"{m.preprocessing} (from {m.preprocessing_source})"),
         Fact("Logits", m.logits_from),
         Fact("Device", m.device),
+        Fact("Precision", m.precision),
+        Fact("Decoding", m.decoding),
         Fact("Class names", m.class_source),
     ]
     facts += [Fact(name, version) for name, version in r.versions]

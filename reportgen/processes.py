@@ -1,0 +1,129 @@
+"""Several processes under torchrun: each runs pass 1 over its shard; rank 0 does the rest.
+
+``torchrun --nproc-per-node N -m reportgen build ...`` starts N copies of the command with
+``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` set (and the rendezvous address; several nodes
+join through torchrun's usual rendezvous). Every process reads the same sorted file list
+and takes one contiguous range of whole batches of it. Pass 1's reducer states (host tensors) are gathered
+on rank 0 and merged in rank order, which gives the states of the whole set: counts,
+maxima, minima and top-k merge exactly, float64 sums up to their last bits. Rank 0 then
+finishes, selects, runs the second passes, draws, writes and publishes the site; the
+other processes are done once their states are sent.
+
+A process that fails sends its failure instead of its states, so no process waits for
+one that is gone; rank 0 then fails the build with that process's message and exit
+status before it writes anything, and the previous site stays where it was.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+from .errors import FeatreportError
+
+__all__ = ["Failure", "Group", "RankFailed", "failure", "from_environment", "secondary"]
+
+T = TypeVar("T")
+
+# Rank 0 gathers once, after every process's pass 1; a slow shard must not time out.
+TIMEOUT = datetime.timedelta(hours=6)
+
+
+class RankFailed(FeatreportError):
+    """Another process of a torchrun build failed; its message and exit status carry over."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it per class
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a process sends instead of its states when it failed."""
+
+    rank: int
+    message: str
+    exit_code: int
+
+
+@dataclass
+class Group:
+    """This process's place among the torchrun processes of one build."""
+
+    rank: int
+    size: int
+    local_rank: int
+
+    def shard(self, count: int, batch_size: int) -> range:
+        """Return this process's contiguous range of ``count`` sorted files, in whole batches.
+
+        Cut at batch boundaries, every batch holds the images it holds in one process: a
+        convolution's float32 result may depend on the batch it runs in.
+        """
+        batches = -(-count // batch_size)
+        first, last = (r * batches // self.size for r in (self.rank, self.rank + 1))
+        return range(min(first * batch_size, count), min(last * batch_size, count))
+
+    def gather(self, item: T | Failure) -> list[T] | None:
+        """Send ``item`` to rank 0; there, return every process's item in rank order.
+
+        Raises :class:`RankFailed` on rank 0 when any process sent a :class:`Failure`.
+        """
+        items: list[T | Failure] | None = [item] * self.size if self.rank == 0 else None
+        dist.gather_object(item, items, dst=0)
+        if items is None:
+            return None
+        for got in items:
+            if isinstance(got, Failure):
+                raise RankFailed(
+                    f"process {got.rank} of {self.size} failed: {got.message}", got.exit_code
+                )
+        return items  # type: ignore[return-value]
+
+    def __enter__(self) -> Group:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        dist.destroy_process_group()
+
+
+def from_environment(device: str) -> Group | None:
+    """Join the torchrun group this process was started in, or return None when alone.
+
+    NCCL where the build runs on CUDA, gloo otherwise; each process on CUDA takes the GPU
+    of its local rank.
+    """
+    size = int(os.environ.get("WORLD_SIZE", "1") or "1")
+    if size <= 1:
+        return None
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device in ("auto", "cuda") and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+    return Group(rank, size, local)
+
+
+def failure(rank: int, error: BaseException) -> Failure:
+    """Describe an exception for rank 0: the message a user can act on, and its status."""
+    if isinstance(error, FeatreportError):
+        return Failure(rank, error.format_message(), error.exit_code)
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return Failure(rank, f"{type(error).__name__}: {first}" if first else type(error).__name__, 1)
+
+
+def secondary() -> bool:
+    """Say whether this process is a torchrun process other than rank 0 (it writes nothing)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or "1") > 1 and os.environ.get("RANK") != "0"
