@@ -283,6 +283,12 @@ class SiteConfig:
     single_file: bool = _option(
         False, "--single-file", kind="flag", help="Write one HTML file with every image inlined."
     )
+    predictions: str | None = _option(
+        None,
+        "--predictions",
+        metavar="FILE",
+        help="Write every image's record to this gzip-compressed JSON-lines file in the site (a name ending .jsonl.gz), leaving report.json a bounded summary  [default: only above 10,000 images, as predictions.jsonl.gz].",
+    )
     open_browser: bool = _option(
         False, "--open", kind="flag", help="Open the report in a browser when done."
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import webbrowser
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,9 +41,9 @@ from .drawing.encoder import Pictures
 from .errors import ConfigError, FindingsError, ModelError
 from .gather.cams import CamSettings, ImageCams, energy_inside, gather_cams
 from .gather.maps import gather_maps
-from .gather.units import UnitMaps, gather_units
+from .gather.units import Need, UnitMaps, gather_unit_batch, gather_units, unit_batches
 from .models.load import LoadedModel, load_model
-from .report.document import to_json
+from .report.document import IMAGES_FILE, INLINE_IMAGES, images_lines, to_json
 from .report.facts import (
     CamMap,
     Cams,
@@ -451,14 +452,17 @@ class UnitsAsked:
 
 def _units(
     config: BuildConfig,
-    files: Sequence[ImageFile],
-    loaded: LoadedModel,
+    first: _FirstPass,
     report: Report,
-    asked: UnitsAsked,
     pictures: Pictures,
     clock: Timings,
+    group: processes.Group | None,
 ) -> tuple[tuple[UnitChoice, ...], tuple[Mismatch, ...]]:
-    """Choose the unit pages, run pass 2 over their examples' images, and draw them."""
+    """Choose the unit pages, run pass 2 over their examples' images, and draw them.
+
+    Under torchrun, rank 0 sends the plan to every process and the batches are shared out.
+    """
+    files, loaded, asked = first.files, first.loaded, first.asked
     site, preprocess = config.site, loaded.preprocess
     labels = {image.index: image.prediction.label for image in report.images}
     depths = {layer.conv.name: layer.depth for layer in report.layers}
@@ -468,12 +472,21 @@ def _units(
         report.layers, site.point, report.findings, labels, asked.per_layer, named
     )
     plan = plan_units(report, chosen, site.point)
+    if group is not None:
+        group.broadcast((plan.needs, depths))
     if not plan.needs:
         return chosen, ()
-    loading = _loading(config.run, loaded.adapter.device)
-    stream = gather_units(
-        loaded.adapter, files, preprocess, plan.needs, depths, config.run.batch_size, loading
-    )
+    if group is None:
+        loading = _loading(config.run, loaded.adapter.device)
+        stream = gather_units(
+            loaded.adapter, files, preprocess, plan.needs, depths, config.run.batch_size, loading
+        )
+    else:
+        device = loaded.adapter.device
+        stream = (
+            UnitMaps(m.index, m.input.to(device), {k: v.to(device) for k, v in m.maps.items()})
+            for m in _spread_units(config, first, group, plan.needs, depths)
+        )
     with (
         progress_bar(len(plan.needs), config.run.quiet, "unit examples", "img") as progress,
         closing(stream),
@@ -489,6 +502,33 @@ def _units(
         draw_unit_filters(pictures, report, chosen, loaded.adapter.filters)
         pictures.flush()
     return chosen, mismatches
+
+
+def _spread_units(
+    config: BuildConfig,
+    first: _FirstPass,
+    group: processes.Group,
+    needs: Mapping[int, Sequence[Need]],
+    depths: Mapping[str, int],
+) -> Iterator[UnitMaps]:
+    """Run the unit pages' pass 2 across the processes (on rank 0: yield every image's maps)."""
+    loaded, files = first.loaded, first.files
+    loading = _loading(config.run, loaded.adapter.device)
+
+    def run(batch: list[int]) -> list[UnitMaps]:
+        return gather_unit_batch(loaded.adapter, files, loaded.preprocess, needs, batch, loading)
+
+    return processes.spread(group, unit_batches(needs, depths, config.run.batch_size), run)
+
+
+_NO_UNITS: tuple[Mapping[int, Sequence[Need]], Mapping[str, int]] = ({}, {})
+
+
+def _serve(config: BuildConfig, first: _FirstPass, group: processes.Group) -> None:
+    """On a process other than rank 0: take its share of the unit pages' pass 2."""
+    needs, depths = group.broadcast(_NO_UNITS)
+    for _ in _spread_units(config, first, group, needs, depths):
+        pass  # the results go to rank 0
 
 
 def _write_pages(site: SiteWriter, ctx: PageContext, single_file: bool) -> None:
@@ -556,6 +596,27 @@ def _loading(run: RunConfig, device: torch.device | None) -> Loading:
     return Loading(count, pin=cuda, decode_on=device if on_device else None)
 
 
+def _images_file(asked: str | None, images: int) -> str | None:
+    """Return the file the per-image records go to (``--predictions``, or by count), or None."""
+    if asked is not None:
+        name = asked.strip()
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*\.jsonl\.gz", name):
+            raise ConfigError(
+                f"--predictions {asked!r}: give a file name inside the site ending .jsonl.gz, "
+                f"with no folder, such as {IMAGES_FILE}"
+            )
+        return name
+    return IMAGES_FILE if images > INLINE_IMAGES else None
+
+
+def _write_report(site: SiteWriter, report: Report, predictions: str | None) -> None:
+    """Write report.json, with the images' records beside it when there are many."""
+    images_file = _images_file(predictions, len(report.images))
+    if images_file is not None:
+        site.write_chunks(images_file, images_lines(report))
+    site.write_text("report.json", to_json(report, images_file))
+
+
 def _decoding(loading: Loading, read: int, on_device: int) -> str:
     """Say where the images were decoded, in aggregate, for the report."""
     if loading.decode_on is None:
@@ -583,7 +644,8 @@ class _FirstPass:
 def _first_pass(config: BuildConfig, clock: Timings, group: processes.Group | None) -> _FirstPass:
     """Check the inputs, load the model and run pass 1 over this process's images."""
     site_config, run = config.site, config.run
-    _loading(run, None)  # a bad --workers fails before any work
+    _loading(run, None)  # a bad --workers or --decode fails before any work
+    _images_file(site_config.predictions, 0)
     check_output(site_config.out)
     with clock.stage("find image files"):
         files, passed_over = collect_images(config.data.images, exclude=site_config.out)
@@ -616,8 +678,10 @@ def _shared_first_pass(
         raise
     with clock.stage(GATHER):
         parts = group.gather(first.states)
-        if parts is None:
-            return None
+    if parts is None:
+        _serve(config, first, group)
+        return None
+    with clock.stage(GATHER):
         return dataclasses.replace(first, states=first.tally.merge(parts))
 
 
@@ -635,13 +699,7 @@ def _build(
         if shared is None:
             return site_config.out / urls.INDEX  # rank 0 builds the site
         first = shared
-    files, passed_over, masks, loaded, asked = (
-        first.files,
-        first.passed_over,
-        first.masks,
-        first.loaded,
-        first.asked,
-    )
+    files, passed_over, masks, loaded = first.files, first.passed_over, first.masks, first.loaded
     pass1 = first.tally.finish(first.states, clock)
     with clock.stage(FIELDS):
         # Twice the input's side: ResNet-18's deepest field (435 px) fits in 448.
@@ -664,7 +722,7 @@ def _build(
                 for warning in report.warnings[len(warnings) :]:
                     echo(f"Warning: {warning}")
             shown = _draw(config, files, loaded, report, selection, pictures, clock)
-            units, mismatches = _units(config, files, loaded, report, asked, pictures, clock)
+            units, mismatches = _units(config, first, report, pictures, clock, group)
             if mismatches:
                 found = (
                     f"{len(mismatches)} unit example(s) were not drawn: pass 2 did not "
@@ -687,7 +745,7 @@ def _build(
             linker = urls.Linker(urls.INDEX, site_config.single_file, pictures.inline)
             ctx = PageContext(report, choices, pictures.sizes, pictures.ext, linker)
             _write_pages(site, ctx, site_config.single_file)
-            site.write_text("report.json", to_json(report))
+            _write_report(site, report, site_config.predictions)
         with clock.stage("move the site into place"):
             out = site.publish()
     if run.profile:

@@ -6,8 +6,9 @@ join through torchrun's usual rendezvous). Every process reads the same sorted f
 and takes one contiguous range of whole batches of it. Pass 1's reducer states (host tensors) are gathered
 on rank 0 and merged in rank order, which gives the states of the whole set: counts,
 maxima, minima and top-k merge exactly, float64 sums up to their last bits. Rank 0 then
-finishes, selects, runs the second passes, draws, writes and publishes the site; the
-other processes are done once their states are sent.
+finishes, selects, runs the gradient pass and the second pass of the pages, draws,
+writes and publishes the site; the other processes wait for the unit pages' second pass
+(by far the larger), which :func:`spread` shares out batch by batch, and are then done.
 
 A process that fails sends its failure instead of its states, so no process waits for
 one that is gone; rank 0 then fails the build with that process's message and exit
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TypeVar
@@ -27,9 +29,19 @@ import torch.distributed as dist
 
 from .errors import FeatreportError
 
-__all__ = ["Failure", "Group", "RankFailed", "failure", "from_environment", "secondary"]
+__all__ = [
+    "Failure",
+    "Group",
+    "RankFailed",
+    "failure",
+    "from_environment",
+    "secondary",
+    "spread",
+]
 
 T = TypeVar("T")
+B = TypeVar("B")
+R = TypeVar("R")
 
 # Rank 0 gathers once, after every process's pass 1; a slow shard must not time out.
 TIMEOUT = datetime.timedelta(hours=6)
@@ -86,6 +98,13 @@ class Group:
                 )
         return items  # type: ignore[return-value]
 
+    def broadcast(self, item: T) -> T:
+        """Send ``item`` from rank 0 to every process; return what rank 0 sent (elsewhere,
+        ``item`` only gives the type)."""
+        box = [item]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def __enter__(self) -> Group:
         return self
 
@@ -122,6 +141,37 @@ def failure(rank: int, error: BaseException) -> Failure:
         return Failure(rank, error.format_message(), error.exit_code)
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return Failure(rank, f"{type(error).__name__}: {first}" if first else type(error).__name__, 1)
+
+
+def spread(group: Group, batches: Sequence[B], run: Callable[[B], list[R]]) -> Iterator[R]:
+    """Run ``batches`` across the processes, batch ``i`` on rank ``i % size``; on rank 0,
+    yield every batch's results in batch order, one round of ``size`` batches at a time.
+
+    Every process calls it with the same batches; on the others it yields nothing. A
+    process that fails sends its failure, and rank 0 raises it (its own error as itself).
+    """
+    for start in range(0, len(batches), group.size):
+        mine = start + group.rank
+        own: BaseException | None = None
+        try:
+            done: list[R] | Failure = run(batches[mine]) if mine < len(batches) else []
+        except Exception as error:
+            own, done = error, failure(group.rank, error)
+        # Rank 0 keeps its own results: sending them to itself would pickle them twice.
+        sent: list[R] | Failure = [] if group.rank == 0 and own is None else done
+        try:
+            parts = group.gather(sent)
+        except RankFailed:
+            if own is not None and group.rank == 0:
+                raise own from None
+            raise
+        if own is not None:  # not rank 0: rank 0 says why
+            raise SystemExit(getattr(own, "exit_code", 1)) from None
+        if parts is not None:
+            assert not isinstance(done, Failure)
+            yield from done
+            for part in parts[1:]:
+                yield from part
 
 
 def secondary() -> bool:

@@ -208,3 +208,14 @@ class RankOneFailsNet(TinyNet):
         if os.environ.get("RANK") == "1":
             raise RuntimeError("planted failure in the second process")
         return super().forward(x)
+
+
+class RankShiftNet(TinyNet):
+    """TinyNet whose first block's output is 1.0 higher in the second process of a torchrun
+    build (after its ReLU, so every process finds the same blocks)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.features[:3](x)
+        if os.environ.get("RANK") == "1":
+            y = y + 1.0
+        return self.head(self.features[3:](y).mean(dim=(2, 3)))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import MODELS, check_site, cli_args, image_folder, run
 
+from reportgen.errors import InferenceError
 from reportgen.processes import Group
 
 
@@ -95,6 +98,11 @@ def test_shards_merge_into_the_whole_even_an_empty_one(tmp_path: Path) -> None:
         assert merged.top == expected.top
         assert merged.skipped == expected.skipped
         assert merged.layers == expected.layers
+    # A process whose model hooks other statistics (here: no examples kept) cannot merge.
+    other = Pass1Tally(loaded.adapter, files, loaded.preprocess, Pass1Options(unit_examples=0))
+    odd = other.run(4, lambda n: None, Timings())
+    with pytest.raises(InferenceError, match="process 1 found other layers or blocks"):
+        whole.merge([states, odd])
 
 
 def test_a_failing_process_fails_the_build_and_keeps_the_previous_site(tmp_path: Path) -> None:
@@ -109,3 +117,23 @@ def test_a_failing_process_fails_the_build_and_keeps_the_previous_site(tmp_path:
     assert "planted failure in the second process" in failed.stderr
     assert _files(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "site"]
+
+
+def test_the_unit_pages_second_pass_is_shared_among_the_processes(tmp_path: Path) -> None:
+    """RankShiftNet answers differently in process 1, so an example is not drawn exactly when
+    pass 1 and pass 2 ran its image in different processes. Without sharing, process 0 would
+    run every image of pass 2, and no image of its own shard could differ."""
+    images = image_folder(tmp_path / "images", {"apple": 8, "banana": 8})
+    out = tmp_path / "site"
+    extra = ("--units", "all", "--unit-examples", "3")
+    done = _torchrun([*_args(images, out, "RankShiftNet"), *extra])
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.relative_to(images).as_posix() for p in images.rglob("*.png"))
+    first_shard = set(names[: len(names) // 2])  # 4 batches of 4: process 0 has the first 2
+    missed: set[str] = set()
+    for page in (out / "units").rglob("*.html"):
+        for card in page.read_text(encoding="utf-8").split('<li class="unitcard')[1:]:
+            if "Not drawn" in card:
+                missed |= set(re.findall(r'<span class="name">([^<]+)</span>', card))
+    assert missed & first_shard
+    assert missed - first_shard

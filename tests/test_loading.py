@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pytest
 from helpers import assert_clean_error, check_site, cli_args, image_folder, read_report_json, run
 
 from reportgen.config import BuildConfig
@@ -96,3 +97,46 @@ def test_decode_gpu_without_cuda_is_refused(images: Path, tmp_path: Path) -> Non
     code, out, err = run(*cli_args(images, tmp_path / "site", "--decode", "gpu", "--device", "cpu"))
     assert_clean_error(code, out, err, "--decode gpu", "--decode cpu")
     assert code == 2
+
+
+def test_predictions_go_to_a_json_lines_file_when_asked_or_many(
+    tiny_config: BuildConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+    import json
+
+    import reportgen.pipeline
+
+    build(tiny_config)
+    inline = read_report_json(tiny_config.site.out)
+    assert inline["images_file"] is None and len(inline["images"]) == 8
+    asked = tiny_config.replace(out=tmp_path / "asked", predictions="preds.jsonl.gz")
+    build(asked)
+    summary = read_report_json(asked.site.out)
+    assert summary["images"] == []
+    assert summary["images_file"] == {
+        "path": "preds.jsonl.gz",
+        "images": 8,
+        "format": "gzip, JSON lines",
+    }
+    lines = gzip.decompress((asked.site.out / "preds.jsonl.gz").read_bytes()).decode().splitlines()
+    assert [json.loads(line) for line in lines] == inline["images"]
+    assert check_site(asked.site.out) == []
+    again = tiny_config.replace(out=tmp_path / "again", predictions="preds.jsonl.gz")
+    build(again)
+    assert _digest(again.site.out) == _digest(asked.site.out)
+    # Without the option, only a folder above the threshold gets the file.
+    monkeypatch.setattr(reportgen.pipeline, "INLINE_IMAGES", 7)
+    many = tiny_config.replace(out=tmp_path / "many")
+    build(many)
+    assert read_report_json(many.site.out)["images_file"]["path"] == "predictions.jsonl.gz"
+    assert (many.site.out / "predictions.jsonl.gz").is_file()
+
+
+def test_a_predictions_file_outside_the_site_is_refused(images: Path, tmp_path: Path) -> None:
+    for value in ("../out.jsonl.gz", "sub/p.jsonl.gz", "p.json", ".hidden.jsonl.gz"):
+        code, out, err = run(*cli_args(images, tmp_path / "site", "--predictions", value))
+        assert_clean_error(code, out, err, f"--predictions {value!r}", ".jsonl.gz")
+        assert code == 2
+        assert not (tmp_path / "site").exists()
+        assert not (tmp_path / "out.jsonl.gz").exists()

@@ -19,7 +19,7 @@ from ..errors import InferenceError
 from ..models.adapter import ModelAdapter, Tap
 from ..report.facts import PointName
 
-__all__ = ["Need", "UnitMaps", "gather_units"]
+__all__ = ["Need", "UnitMaps", "gather_unit_batch", "gather_units", "unit_batches"]
 
 Need = tuple[str, PointName, int]  # layer, point, channel
 
@@ -31,6 +31,18 @@ class UnitMaps:
     index: int
     input: torch.Tensor  # [C, H, W], normalized as the model saw it
     maps: dict[Need, torch.Tensor]  # [h, w] at the tap's resolution
+
+
+def unit_batches(
+    needs: Mapping[int, Sequence[Need]], depths: Mapping[str, int], batch_size: int
+) -> list[list[int]]:
+    """Return the batches pass 2 runs, in order: images grouped by the deepest layer they
+    are needed at (shallowest group first), each group's images in order, cut in batches."""
+    groups: dict[int, list[int]] = {}
+    for index, wanted in needs.items():
+        groups.setdefault(max(depths[layer] for layer, _, _ in wanted), []).append(index)
+    ordered = [sorted(indices) for _, indices in sorted(groups.items())]
+    return [g[i : i + batch_size] for g in ordered for i in range(0, len(g), batch_size)]
 
 
 def gather_units(
@@ -55,6 +67,22 @@ def gather_units(
         yield from _gather_group(
             adapter, files, prepare, {i: needs[i] for i in sorted(indices)}, batch_size, loading
         )
+
+
+def gather_unit_batch(
+    adapter: ModelAdapter,
+    files: Sequence[ImageFile],
+    prepare: Prepare,
+    needs: Mapping[int, Sequence[Need]],
+    batch: Sequence[int],
+    loading: Loading | None = None,
+) -> list[UnitMaps]:
+    """Run one of :func:`unit_batches` and return its images' maps on the host."""
+    wanted = {i: needs[i] for i in batch}
+    return [
+        UnitMaps(m.index, m.input.cpu(), {need: values.cpu() for need, values in m.maps.items()})
+        for m in _gather_group(adapter, files, prepare, wanted, len(batch), loading)
+    ]
 
 
 def _gather_group(

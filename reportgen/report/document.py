@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from .facts import (
     UnitExamples,
 )
 
-__all__ = ["SCHEMA_VERSION", "to_json"]
+__all__ = ["IMAGES_FILE", "INLINE_IMAGES", "SCHEMA_VERSION", "images_lines", "to_json"]
 
 SCHEMA_VERSION = 2
 
@@ -219,9 +220,33 @@ def _finding(finding: Finding) -> dict[str, Any]:
     }
 
 
-def to_json(report: Report) -> str:
-    """Serialize the report's facts with sorted keys, for machines."""
-    images = [_image(report, image) for image in report.images]
+INLINE_IMAGES = 10_000  # above this many images, their records go to a JSON-lines file
+IMAGES_FILE = "predictions.jsonl.gz"
+
+
+def images_lines(report: Report) -> Iterator[bytes]:
+    """Yield every image's record as gzip-compressed JSON lines (the fields of ``images[]``).
+
+    The gzip header carries no time and no file name, so equal reports give equal bytes.
+    """
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip container, mtime 0
+    for image in report.images:
+        line = json.dumps(
+            _image(report, image), sort_keys=True, ensure_ascii=False, allow_nan=False
+        )
+        chunk = packer.compress((line + "\n").encode("utf-8"))
+        if chunk:
+            yield chunk
+    yield packer.flush()
+
+
+def to_json(report: Report, images_file: str | None = None) -> str:
+    """Serialize the report's facts with sorted keys, for machines.
+
+    With ``images_file``, the per-image records are left to that file (see
+    :func:`images_lines`) and ``images`` is empty, so report.json stays a bounded summary.
+    """
+    images = [] if images_file else [_image(report, image) for image in report.images]
     layers = [_layer(report, layer) for layer in report.layers]
     acc = report.accuracy
     document: dict[str, Any] = {
@@ -244,6 +269,9 @@ def to_json(report: Report) -> str:
         "classes": list(report.class_names),
         "label_source": report.label_source,
         "images": images,
+        "images_file": None
+        if images_file is None
+        else {"path": images_file, "images": len(report.images), "format": "gzip, JSON lines"},
         "layers": layers,
         "accuracy": {
             "labeled_images": acc.labeled,

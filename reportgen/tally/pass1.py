@@ -201,6 +201,7 @@ class Pass1States:
     calls_per_forward: dict[str, int]
     logits_from: str
     on_device: int = 0  # images decoded on the model's device
+    layout: tuple[str, ...] = ()  # the tally's reducers, by tap and kind (Tally.layout)
 
 
 class Pass1Tally:
@@ -262,12 +263,19 @@ class Pass1Tally:
                     dict(recording.calls_per_forward),
                     recording.logits_from,
                     on_device,
+                    tally.layout,
                 )
 
     def merge(self, parts: Sequence[Pass1States]) -> Pass1States:
         """Combine the states of disjoint shards, in the order given (rank order)."""
         whole = parts[0]
-        for part in parts[1:]:
+        for rank, part in enumerate(parts[1:], start=1):
+            if part.layout != whole.layout:
+                raise InferenceError(
+                    f"process {rank} found other layers or blocks in the model than process 0 "
+                    f"({len(part.layout)} statistics against {len(whole.layout)}); every "
+                    "process must load the same model"
+                )
             seen = whole if whole.call_order else part  # a shard with no image saw no call
             whole = Pass1States(
                 self.tally.merge(whole.states, part.states),
@@ -276,6 +284,7 @@ class Pass1Tally:
                 seen.calls_per_forward,
                 seen.logits_from,
                 whole.on_device + part.on_device,
+                whole.layout,
             )
         return whole
 

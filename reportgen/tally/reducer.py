@@ -69,6 +69,11 @@ class Tally:
         self._added.append((tap, reducer))
         return reducer
 
+    @property
+    def layout(self) -> tuple[str, ...]:
+        """Name every reducer in the order added: two tallies merge only if these agree."""
+        return tuple(f"{tap.layer}:{tap.point}:{type(r).__name__}" for tap, r in self._added)
+
     def states(self) -> tuple[Any, ...]:
         """Return every reducer's state on the host, in the order added; None where unfed."""
         return tuple(r.state() if tap in self._fed else None for tap, r in self._added)
