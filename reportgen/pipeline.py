@@ -12,10 +12,11 @@ import os
 import re
 import sys
 import webbrowser
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import torch
@@ -28,7 +29,7 @@ from .analysis.channels import channel_stats, dead_and_silent
 from .analysis.filters import filter_stats
 from .analysis.findings import find
 from .analysis.findings.preprocessing import first_norm, layer_divergence
-from .analysis.ranking import ranking
+from .analysis.ranking import Ranking, ranking
 from .analysis.rules import DEFINITIONS
 from .analysis.selection import Selection, select
 from .analysis.units import Mismatch, UnitChoice, choose_units
@@ -40,7 +41,7 @@ from .data.masks import Masks, read_masks
 from .drawing.encoder import Pictures
 from .errors import ConfigError, FindingsError, ModelError
 from .gather.cams import CamSettings, ImageCams, energy_inside, gather_cams
-from .gather.maps import gather_maps
+from .gather.maps import ImageMaps, LayerMaps, gather_maps
 from .gather.units import Need, UnitMaps, gather_unit_batch, gather_units, unit_batches
 from .models.load import LoadedModel, load_model
 from .report.document import IMAGES_FILE, INLINE_IMAGES, images_lines, to_json
@@ -287,20 +288,29 @@ class CamJob:
 
 def _cams(
     config: BuildConfig,
-    files: Sequence[ImageFile],
-    loaded: LoadedModel,
+    first: _FirstPass,
     job: CamJob,
     pictures: Pictures,
     clock: Timings,
+    group: processes.Group | None,
 ) -> Cams:
     """Run the gradient pass over the job's images, draw each map over its image, and state them."""
+    files, loaded = first.files, first.loaded
     site, preprocess, wanted, masks = config.site, loaded.preprocess, job.wanted, job.masks
     layer = loaded.adapter.cam_layer(site.cam_layer)
     settings = CamSettings(site.cam_method, site.cam_layer, sanity=layer.randomized is not None)
-    loading = _loading(config.run, loaded.adapter.device)
-    stream = gather_cams(
-        loaded.adapter, files, preprocess, wanted, settings, config.run.batch_size, loading
-    )
+    if group is None:
+        loading = _loading(config.run, loaded.adapter.device)
+        stream: Generator[ImageCams, None, None] = gather_cams(
+            loaded.adapter, files, preprocess, wanted, settings, config.run.batch_size, loading
+        )
+    else:
+        group.broadcast(("cams", (dict(wanted), settings)))
+        device = loaded.adapter.device
+        stream = (
+            dataclasses.replace(c, input=c.input.to(device))
+            for c in _spread_cams(config, first, group, wanted, settings)
+        )
     images: list[tuple[int, tuple[CamMap, ...]]] = []
     randomized: list[tuple[int, float | None]] = []
     inside: list[tuple[int, float | None]] = []
@@ -333,17 +343,17 @@ def _cams(
 
 def _with_cams(
     config: BuildConfig,
-    files: Sequence[ImageFile],
-    loaded: LoadedModel,
+    first: _FirstPass,
     report: Report,
     job: CamJob,
     pictures: Pictures,
     clock: Timings,
+    group: processes.Group | None,
 ) -> Report:
     """Add class activation maps to the report; with the layer chosen for the user, a model
     whose logits do not depend on it gets a warning instead of a failed build."""
     try:
-        cams = _cams(config, files, loaded, job, pictures, clock)
+        cams = _cams(config, first, job, pictures, clock, group)
     except ModelError as exc:
         if config.site.cam_layer is not None:
             raise
@@ -357,14 +367,15 @@ def _with_cams(
 
 def _draw(
     config: BuildConfig,
-    files: Sequence[ImageFile],
-    loaded: LoadedModel,
+    first: _FirstPass,
     report: Report,
     selection: Selection,
     pictures: Pictures,
     clock: Timings,
+    group: processes.Group | None,
 ) -> dict[int, tuple[tuple[int, ...], ...]]:
     """Run pass 2 over the selected images and draw every picture; return the channels shown."""
+    files, loaded = first.files, first.loaded
     wanted = {i: False for row in selection.mistakes for i in row.with_strips}
     # The nearest correct images of the class each drawn mistake was taken for.
     nearest = report.nearest_by_index
@@ -375,16 +386,22 @@ def _draw(
     preprocess, quiet = loaded.preprocess, config.run.quiet
     shown: dict[int, tuple[tuple[int, ...], ...]] = {}
     site = config.site
-    stream = gather_maps(
-        loaded.adapter,
-        files,
-        preprocess,
-        [ranking(layer, site.point, site.rank) for layer in report.layers],
-        wanted,
-        site.max_channels,
-        config.run.batch_size,
-        _loading(config.run, loaded.adapter.device),
-    )
+    rankings = [ranking(layer, site.point, site.rank) for layer in report.layers]
+    job = _MapsJob(rankings, wanted, site.max_channels)
+    if group is None:
+        stream: Generator[ImageMaps, None, None] = gather_maps(
+            loaded.adapter,
+            files,
+            preprocess,
+            rankings,
+            wanted,
+            site.max_channels,
+            config.run.batch_size,
+            _loading(config.run, loaded.adapter.device),
+        )
+    else:
+        group.broadcast(("maps", job))
+        stream = (_on(m, loaded.adapter.device) for m in _spread_maps(config, first, group, job))
     groups = [row.with_strips for row in selection.mistakes]
     strips = Strips(pictures, groups, len(report.layers), shared=site.strip_scale == "class")
     with progress_bar(len(wanted), quiet, "feature maps", "img") as progress, closing(stream):
@@ -473,7 +490,7 @@ def _units(
     )
     plan = plan_units(report, chosen, site.point)
     if group is not None:
-        group.broadcast((plan.needs, depths))
+        group.broadcast(("units", (plan.needs, depths)))
     if not plan.needs:
         return chosen, ()
     if group is None:
@@ -521,14 +538,96 @@ def _spread_units(
     return processes.spread(group, unit_batches(needs, depths, config.run.batch_size), run)
 
 
-_NO_UNITS: tuple[Mapping[int, Sequence[Need]], Mapping[str, int]] = ({}, {})
+def _spread_cams(
+    config: BuildConfig,
+    first: _FirstPass,
+    group: processes.Group,
+    wanted: Mapping[int, tuple[int, ...]],
+    settings: CamSettings,
+) -> Iterator[ImageCams]:
+    """Run the gradient pass across the processes (on rank 0: yield every image's maps)."""
+    loaded, files = first.loaded, first.files
+    loading = _loading(config.run, loaded.adapter.device)
+    order = sorted(wanted)
+    size = config.run.batch_size
+    batches = [order[i : i + size] for i in range(0, len(order), size)]
+
+    def run(batch: list[int]) -> list[ImageCams]:
+        asked = {i: wanted[i] for i in batch}
+        stream = gather_cams(
+            loaded.adapter, files, loaded.preprocess, asked, settings, len(batch), loading
+        )
+        return [dataclasses.replace(c, input=c.input.cpu()) for c in stream]
+
+    return processes.spread(group, batches, run)
+
+
+@dataclass(frozen=True)
+class _MapsJob:
+    """What pass 2 for the pages needs: each layer's ranking, the images, how many channels."""
+
+    rankings: list[Ranking]
+    wanted: dict[int, bool]
+    max_channels: int
+
+
+def _on(image: ImageMaps, device: torch.device) -> ImageMaps:
+    """Move one image's maps to ``device`` (the host, to send them; back, to draw them)."""
+    layers = tuple(
+        LayerMaps(m.mean_map.to(device), m.channels, None if m.maps is None else m.maps.to(device))
+        for m in image.layers
+    )
+    return ImageMaps(image.index, image.input.to(device), layers)
+
+
+def _spread_maps(
+    config: BuildConfig, first: _FirstPass, group: processes.Group, job: _MapsJob
+) -> Iterator[ImageMaps]:
+    """Run the pages' pass 2 across the processes (on rank 0: yield every image's maps)."""
+    loaded, files = first.loaded, first.files
+    loading = _loading(config.run, loaded.adapter.device)
+    order, size = sorted(job.wanted), config.run.batch_size
+    batches = [order[i : i + size] for i in range(0, len(order), size)]
+    host = torch.device("cpu")
+
+    def run(batch: list[int]) -> list[ImageMaps]:
+        asked = {i: job.wanted[i] for i in batch}
+        stream = gather_maps(
+            loaded.adapter,
+            files,
+            loaded.preprocess,
+            job.rankings,
+            asked,
+            job.max_channels,
+            len(batch),
+            loading,
+        )
+        return [_on(m, host) for m in stream]
+
+    return processes.spread(group, batches, run)
+
+
+_NO_JOB: tuple[str, Any] = ("", None)
 
 
 def _serve(config: BuildConfig, first: _FirstPass, group: processes.Group) -> None:
-    """On a process other than rank 0: take its share of the unit pages' pass 2."""
-    needs, depths = group.broadcast(_NO_UNITS)
-    for _ in _spread_units(config, first, group, needs, depths):
-        pass  # the results go to rank 0
+    """On a process other than rank 0: take a share of each job rank 0 sends, until the
+    unit pages' pass 2, the last. A failure is sent to rank 0, which decides."""
+    while True:
+        kind, payload = group.broadcast(_NO_JOB)
+        if kind == "cams":
+            wanted, settings = payload
+            for _ in _spread_cams(config, first, group, wanted, settings):
+                pass  # the results go to rank 0
+            continue
+        if kind == "maps":
+            for _ in _spread_maps(config, first, group, payload):
+                pass
+            continue
+        needs, depths = payload
+        for _ in _spread_units(config, first, group, needs, depths):
+            pass
+        return
 
 
 def _write_pages(site: SiteWriter, ctx: PageContext, single_file: bool) -> None:
@@ -718,10 +817,10 @@ def _build(
         ) as pictures:
             if config.site.cam != "none":
                 job = CamJob(cam_classes(report, selection, site_config.cam), masks)
-                report = _with_cams(config, files, loaded, report, job, pictures, clock)
+                report = _with_cams(config, first, report, job, pictures, clock, group)
                 for warning in report.warnings[len(warnings) :]:
                     echo(f"Warning: {warning}")
-            shown = _draw(config, files, loaded, report, selection, pictures, clock)
+            shown = _draw(config, first, report, selection, pictures, clock, group)
             units, mismatches = _units(config, first, report, pictures, clock, group)
             if mismatches:
                 found = (

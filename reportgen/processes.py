@@ -6,9 +6,9 @@ join through torchrun's usual rendezvous). Every process reads the same sorted f
 and takes one contiguous range of whole batches of it. Pass 1's reducer states (host tensors) are gathered
 on rank 0 and merged in rank order, which gives the states of the whole set: counts,
 maxima, minima and top-k merge exactly, float64 sums up to their last bits. Rank 0 then
-finishes, selects, runs the gradient pass and the second pass of the pages, draws,
-writes and publishes the site; the other processes wait for the unit pages' second pass
-(by far the larger), which :func:`spread` shares out batch by batch, and are then done.
+finishes and selects; the gradient pass and the second passes (the pages' and the unit
+pages') are shared out batch by batch by :func:`spread`, each job announced by rank 0;
+rank 0 draws, writes and publishes the site.
 
 A process that fails sends its failure instead of its states, so no process waits for
 one that is gone; rank 0 then fails the build with that process's message and exit
@@ -147,31 +147,40 @@ def spread(group: Group, batches: Sequence[B], run: Callable[[B], list[R]]) -> I
     """Run ``batches`` across the processes, batch ``i`` on rank ``i % size``; on rank 0,
     yield every batch's results in batch order, one round of ``size`` batches at a time.
 
-    Every process calls it with the same batches; on the others it yields nothing. A
-    process that fails sends its failure, and rank 0 raises it (its own error as itself).
+    Every process calls it with the same batches; on the others it yields nothing. Every
+    process takes part in every round, even after a failure (it then sends the failure
+    again), so rank 0 can decide afterwards whether a failure ends the build (it raises
+    its own error as itself, another process's as :class:`RankFailed`) or only a part of
+    it, and the processes still agree on what comes next.
     """
+    own: BaseException | None = None
+    sent_failure: Failure | None = None
+    first: Failure | None = None
     for start in range(0, len(batches), group.size):
         mine = start + group.rank
-        own: BaseException | None = None
-        try:
-            done: list[R] | Failure = run(batches[mine]) if mine < len(batches) else []
-        except Exception as error:
-            own, done = error, failure(group.rank, error)
+        done: list[R] = []
+        if sent_failure is None and mine < len(batches):
+            try:
+                done = run(batches[mine])
+            except Exception as error:
+                own, sent_failure = error, failure(group.rank, error)
         # Rank 0 keeps its own results: sending them to itself would pickle them twice.
-        sent: list[R] | Failure = [] if group.rank == 0 and own is None else done
-        try:
-            parts = group.gather(sent)
-        except RankFailed:
-            if own is not None and group.rank == 0:
-                raise own from None
-            raise
-        if own is not None:  # not rank 0: rank 0 says why
-            raise SystemExit(getattr(own, "exit_code", 1)) from None
-        if parts is not None:
-            assert not isinstance(done, Failure)
+        sent: list[R] | Failure = sent_failure or ([] if group.rank == 0 else done)
+        items: list[list[R] | Failure] | None = [sent] * group.size if group.rank == 0 else None
+        dist.gather_object(sent, items, dst=0)
+        if items is None:
+            continue
+        first = first or next((i for i in items if isinstance(i, Failure)), None)
+        if first is None:
             yield from done
-            for part in parts[1:]:
-                yield from part
+            for part in items[1:]:
+                yield from part  # type: ignore[misc]
+    if group.rank == 0 and own is not None:
+        raise own
+    if first is not None:
+        raise RankFailed(
+            f"process {first.rank} of {group.size} failed: {first.message}", first.exit_code
+        )
 
 
 def secondary() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -119,13 +120,19 @@ def test_a_failing_process_fails_the_build_and_keeps_the_previous_site(tmp_path:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "site"]
 
 
-def test_the_unit_pages_second_pass_is_shared_among_the_processes(tmp_path: Path) -> None:
-    """RankShiftNet answers differently in process 1, so an example is not drawn exactly when
-    pass 1 and pass 2 ran its image in different processes. Without sharing, process 0 would
-    run every image of pass 2, and no image of its own shard could differ."""
+def test_the_second_passes_are_shared_among_the_processes(tmp_path: Path) -> None:
+    """RankShiftNet answers differently in process 1, so what process 1 computed shows.
+
+    Unit pages: an example is not drawn exactly when pass 1 and pass 2 ran its image in
+    different processes; without sharing, process 0 would run every image of pass 2, and
+    no image of its own shard could differ. Class activation maps (``--cam all``): batch
+    ``i`` of the gradient pass runs in process ``i % 2``, so exactly the images of the odd
+    batches have maps unlike those of one process."""
     images = image_folder(tmp_path / "images", {"apple": 8, "banana": 8})
+    extra = ("--units", "all", "--unit-examples", "3", "--cam", "all")
+    code, _, err = _in_process([*_args(images, tmp_path / "one", "RankShiftNet"), *extra])
+    assert code == 0, err
     out = tmp_path / "site"
-    extra = ("--units", "all", "--unit-examples", "3")
     done = _torchrun([*_args(images, out, "RankShiftNet"), *extra])
     assert done.returncode == 0, done.stderr
     names = sorted(p.relative_to(images).as_posix() for p in images.rglob("*.png"))
@@ -137,3 +144,7 @@ def test_the_unit_pages_second_pass_is_shared_among_the_processes(tmp_path: Path
                 missed |= set(re.findall(r'<span class="name">([^<]+)</span>', card))
     assert missed & first_shard
     assert missed - first_shard
+    one, two = (json.loads((d / "report.json").read_text()) for d in (tmp_path / "one", out))
+    cams = [{i["path"]: i["cams"] for i in r["images"]} for r in (one, two)]
+    differ = sorted(name for name in names if cams[0][name] != cams[1][name])
+    assert differ == [name for k, name in enumerate(names) if (k // 4) % 2 == 1]

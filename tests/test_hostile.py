@@ -357,3 +357,17 @@ def test_a_full_disk_gives_a_clear_error_and_keeps_the_old_site(
     assert "free some space" in str(caught.value)
     assert tree(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "site"]
+
+
+def test_the_site_writer_refuses_names_that_leave_the_site(tmp_path: Path) -> None:
+    from reportgen.errors import OutputError
+    from reportgen.site.writer import SiteWriter
+
+    with SiteWriter(tmp_path / "site") as site:
+        for rel in ("../x.html", "/etc/x.html", "a/../../x.html", "a\\..\\..\\x.html", ""):
+            with pytest.raises(OutputError, match="outside the output folder"):
+                site.write_text(rel, "no")
+        site.write_text("a/b/ok.html", "yes")
+        site.publish()
+    assert (tmp_path / "site" / "a" / "b" / "ok.html").read_text() == "yes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]

@@ -305,30 +305,35 @@ def to_json(report: Report, images_file: str | None = None) -> str:
         "warnings": list(report.warnings),
         "definitions": dict(report.definitions),
     }
-    return "".join(_write(document, 0)) + "\n"
+    out: list[str] = []
+    _write(document, 0, out)
+    return "".join(out) + "\n"
 
 
-def _write(value: Any, depth: int) -> Iterator[str]:
+def _write(value: Any, depth: int, out: list[str]) -> None:
     """Write JSON with sorted keys, one key or nested value a line, and each list of plain
     values on one line: a list of 512 channel means, or an example ``[path, value, y, x]``,
-    as one line keeps the file a third of its indented size."""
-    pad, inner = " " * depth, " " * (depth + 1)
+    as one line keeps the file a third of its indented size. Pieces are appended to one
+    list: generators nested as deep as the document cost a resume per level per piece."""
     if isinstance(value, dict) and value:
-        yield "{\n"
+        inner = " " * (depth + 1)
+        out.append("{\n")
         for i, key in enumerate(sorted(value)):
-            yield f"{inner}{_plain(key)}: "
-            yield from _write(value[key], depth + 1)
-            yield ",\n" if i < len(value) - 1 else "\n"
-        yield f"{pad}}}"
-    elif isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
-        yield "[\n"
+            out.append(f"{inner}{_plain(key)}: ")
+            _write(value[key], depth + 1, out)
+            out.append(",\n" if i < len(value) - 1 else "\n")
+        out.append(" " * depth + "}")
+    elif isinstance(value, list) and value and isinstance(value[0], (dict, list)):
+        # The document's lists hold one kind of item each: the first says which.
+        inner = " " * (depth + 1)
+        out.append("[\n")
         for i, item in enumerate(value):
-            yield inner
-            yield from _write(item, depth + 1)
-            yield ",\n" if i < len(value) - 1 else "\n"
-        yield f"{pad}]"
+            out.append(inner)
+            _write(item, depth + 1, out)
+            out.append(",\n" if i < len(value) - 1 else "\n")
+        out.append(" " * depth + "]")
     else:
-        yield _plain(value)
+        out.append(_plain(value))
 
 
 def _plain(value: Any) -> str:

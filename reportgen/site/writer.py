@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 
 from ..errors import OutputError
@@ -60,6 +60,7 @@ class SiteWriter:
     def __init__(self, out: Path) -> None:
         self.out = out.absolute()
         self.root: Path | None = None
+        self._folders: set[Path] = set()  # made already: one mkdir per folder, not per file
 
     def __enter__(self) -> SiteWriter:
         check_output(self.out)
@@ -82,10 +83,15 @@ class SiteWriter:
 
     def _target(self, rel: str) -> Path:
         assert self.root is not None, "SiteWriter used outside its with-block"
-        target = (self.root / rel).resolve()
-        if not target.is_relative_to(self.root.resolve()):
+        # The temporary folder is ours and holds no links, so a relative name without ".."
+        # stays inside it; checked by name, not by resolving every file's whole path.
+        name = PurePosixPath(rel)
+        if name.is_absolute() or not name.parts or ".." in name.parts or "\\" in rel:
             raise OutputError(f"refusing to write {rel!r} outside the output folder")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = self.root.joinpath(*name.parts)
+        if target.parent not in self._folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(target.parent)
         return target
 
     def write_bytes(self, rel: str, data: bytes) -> None:
