@@ -34,7 +34,7 @@ from .analysis.rules import DEFINITIONS
 from .analysis.selection import Selection, select
 from .analysis.units import Mismatch, UnitChoice, choose_units
 from .config import BuildConfig, RunConfig
-from .data.batches import Loading
+from .data.batches import Loading, chunks
 from .data.files import ImageFile, collect_images
 from .data.labels import name_classes, resolve_labels
 from .data.masks import Masks, read_masks
@@ -300,9 +300,14 @@ def _cams(
     layer = loaded.adapter.cam_layer(site.cam_layer)
     settings = CamSettings(site.cam_method, site.cam_layer, sanity=layer.randomized is not None)
     if group is None:
-        loading = _loading(config.run, loaded.adapter.device)
         stream: Generator[ImageCams, None, None] = gather_cams(
-            loaded.adapter, files, preprocess, wanted, settings, config.run.batch_size, loading
+            loaded.adapter,
+            files,
+            preprocess,
+            wanted,
+            settings,
+            config.run.batch_size,
+            first.loading,
         )
     else:
         group.broadcast(("cams", (dict(wanted), settings)))
@@ -397,7 +402,7 @@ def _draw(
             wanted,
             site.max_channels,
             config.run.batch_size,
-            _loading(config.run, loaded.adapter.device),
+            first.loading,
         )
     else:
         group.broadcast(("maps", job))
@@ -494,9 +499,14 @@ def _units(
     if not plan.needs:
         return chosen, ()
     if group is None:
-        loading = _loading(config.run, loaded.adapter.device)
         stream = gather_units(
-            loaded.adapter, files, preprocess, plan.needs, depths, config.run.batch_size, loading
+            loaded.adapter,
+            files,
+            preprocess,
+            plan.needs,
+            depths,
+            config.run.batch_size,
+            first.loading,
         )
     else:
         device = loaded.adapter.device
@@ -529,8 +539,7 @@ def _spread_units(
     depths: Mapping[str, int],
 ) -> Iterator[UnitMaps]:
     """Run the unit pages' pass 2 across the processes (on rank 0: yield every image's maps)."""
-    loaded, files = first.loaded, first.files
-    loading = _loading(config.run, loaded.adapter.device)
+    loaded, files, loading = first.loaded, first.files, first.loading
 
     def run(batch: list[int]) -> list[UnitMaps]:
         return gather_unit_batch(loaded.adapter, files, loaded.preprocess, needs, batch, loading)
@@ -546,11 +555,8 @@ def _spread_cams(
     settings: CamSettings,
 ) -> Iterator[ImageCams]:
     """Run the gradient pass across the processes (on rank 0: yield every image's maps)."""
-    loaded, files = first.loaded, first.files
-    loading = _loading(config.run, loaded.adapter.device)
-    order = sorted(wanted)
-    size = config.run.batch_size
-    batches = [order[i : i + size] for i in range(0, len(order), size)]
+    loaded, files, loading = first.loaded, first.files, first.loading
+    batches = chunks(sorted(wanted), config.run.batch_size)
 
     def run(batch: list[int]) -> list[ImageCams]:
         asked = {i: wanted[i] for i in batch}
@@ -584,10 +590,8 @@ def _spread_maps(
     config: BuildConfig, first: _FirstPass, group: processes.Group, job: _MapsJob
 ) -> Iterator[ImageMaps]:
     """Run the pages' pass 2 across the processes (on rank 0: yield every image's maps)."""
-    loaded, files = first.loaded, first.files
-    loading = _loading(config.run, loaded.adapter.device)
-    order, size = sorted(job.wanted), config.run.batch_size
-    batches = [order[i : i + size] for i in range(0, len(order), size)]
+    loaded, files, loading = first.loaded, first.files, first.loading
+    batches = chunks(sorted(job.wanted), config.run.batch_size)
     host = torch.device("cpu")
 
     def run(batch: list[int]) -> list[ImageMaps]:
@@ -736,6 +740,7 @@ class _FirstPass:
     masks: Masks | None
     loaded: LoadedModel
     asked: UnitsAsked
+    loading: Loading  # --workers and --decode, for every pass of this build
     tally: Pass1Tally
     states: Pass1States
 
@@ -759,7 +764,9 @@ def _first_pass(config: BuildConfig, clock: Timings, group: processes.Group | No
     total = len(files) if shard is None else len(shard)
     with progress_bar(total, run.quiet, "inference", "img") as progress:
         states = tally.run(run.batch_size, progress, clock)
-    return _FirstPass(tuple(files), tuple(passed_over), masks, loaded, asked, tally, states)
+    return _FirstPass(
+        tuple(files), tuple(passed_over), masks, loaded, asked, loading, tally, states
+    )
 
 
 def _shared_first_pass(

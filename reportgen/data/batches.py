@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from .decode import load_image
 from .files import ImageFile
 
-__all__ = ["Batch", "Loading", "Prepare", "batches"]
+__all__ = ["Batch", "Loading", "Prepare", "Unnormalize", "batches", "chunks"]
 
 
 class Prepare(Protocol):
@@ -26,6 +26,25 @@ class Prepare(Protocol):
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """Return the ``[C, H, W]`` input tensor for ``image``."""
+        ...
+
+
+class Unnormalize(Prepare, Protocol):
+    """Prepare a picture, and say how the input maps back to 0..1 pixels (as Preprocess does)."""
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Return the normalization mean, per channel."""
+        ...
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Return the normalization std, per channel."""
+        ...
+
+    @property
+    def bgr(self) -> bool:
+        """Say whether the channels are in BGR order."""
         ...
 
 
@@ -82,6 +101,11 @@ def _collate(items: list[Item]) -> Batch:
     bad = tuple((i, r) for i, t, r in items if t is None and r is not None)
     pixels = torch.stack([t for _, t in good]) if good else None
     return Batch(tuple(i for i, _ in good), pixels, bad)
+
+
+def chunks(indices: Sequence[int], size: int) -> list[list[int]]:
+    """Cut ``indices`` into runs of ``size`` (the last shorter): the batches of ``batches``."""
+    return [list(indices[i : i + size]) for i in range(0, len(indices), size)]
 
 
 def batches(

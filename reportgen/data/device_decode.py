@@ -20,17 +20,17 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tvf
 
-from .batches import Batch, Prepare
+from .batches import Batch, Unnormalize, chunks
 from .decode import load_image
 from .files import ImageFile
 
-__all__ = ["JPEG_MAGIC", "Placement", "device_batches", "prepare_on_device"]
+__all__ = ["JPEG_MAGIC", "Placement", "device_batches", "normalize_pixels", "prepare_on_device"]
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 READERS = 4  # threads reading file bytes: enough to keep a GPU decoder fed from a local disk
 
 
-class Placement(Prepare, Protocol):
+class Placement(Unnormalize, Protocol):
     """The preprocessing settings the device path repeats (as ``Preprocess`` holds them)."""
 
     @property
@@ -48,30 +48,20 @@ class Placement(Prepare, Protocol):
         """Return the resize's interpolation, as torchvision names it."""
         ...
 
-    @property
-    def mean(self) -> tuple[float, ...]:
-        """Return the normalization mean."""
-        ...
 
-    @property
-    def std(self) -> tuple[float, ...]:
-        """Return the normalization std."""
-        ...
-
-    @property
-    def bgr(self) -> bool:
-        """Say whether channels are fed in BGR order."""
-        ...
+def normalize_pixels(pixels: torch.Tensor, placement: Unnormalize) -> torch.Tensor:
+    """Turn placed ``uint8 [C, H, W]`` pixels into the model's input, where they are."""
+    x = pixels.to(torch.float32).div_(255.0)
+    if placement.bgr and int(x.shape[0]) == 3:
+        x = x.flip(0)
+    return cast("torch.Tensor", tvf.normalize(x, list(placement.mean), list(placement.std)))
 
 
 def prepare_on_device(image: torch.Tensor, placement: Placement) -> torch.Tensor:
     """Resize, centre crop and normalize one ``uint8 [C, H, W]`` image where it is."""
     mode = InterpolationMode(placement.interpolation)
     x = tvf.resize(image, [placement.resize], interpolation=mode, antialias=True)
-    x = tvf.center_crop(x, [placement.crop, placement.crop]).float().div_(255.0)
-    if placement.bgr and int(x.shape[0]) == 3:
-        x = x.flip(0)
-    return cast("torch.Tensor", tvf.normalize(x, list(placement.mean), list(placement.std)))
+    return normalize_pixels(tvf.center_crop(x, [placement.crop, placement.crop]), placement)
 
 
 def _read(path: ImageFile) -> bytes | None:
@@ -113,12 +103,12 @@ def device_batches(
 ) -> Iterator[Batch]:
     """Yield the files at ``indices`` as batches on ``device``, JPEGs decoded there."""
     chosen = list(range(len(files)) if indices is None else indices)
-    chunks = [chosen[i : i + batch_size] for i in range(0, len(chosen), batch_size)]
+    runs = chunks(chosen, batch_size)
     mode = ImageReadMode.GRAY if placement.mode == "L" else ImageReadMode.RGB
     with ThreadPoolExecutor(READERS) as pool:
-        ahead = iter(chunks)
+        ahead = iter(runs)
         reading = pool.map(_read, [files[i] for i in next(ahead, [])])
-        for chunk in chunks:
+        for chunk in runs:
             blobs = list(reading)
             following = next(ahead, None)
             if following is not None:  # read the next batch's bytes while this one decodes

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.batches import Loading, Prepare, batches
+from ..data.batches import Loading, Prepare, batches, chunks
 from ..data.files import ImageFile
 from ..errors import InferenceError
 from ..models.adapter import ModelAdapter, Tap
@@ -38,11 +38,15 @@ def unit_batches(
 ) -> list[list[int]]:
     """Return the batches pass 2 runs, in order: images grouped by the deepest layer they
     are needed at (shallowest group first), each group's images in order, cut in batches."""
+    return [run for group in _by_depth(needs, depths) for run in chunks(group, batch_size)]
+
+
+def _by_depth(needs: Mapping[int, Sequence[Need]], depths: Mapping[str, int]) -> list[list[int]]:
+    """Group the images by the deepest layer they are needed at, shallowest group first."""
     groups: dict[int, list[int]] = {}
     for index, wanted in needs.items():
         groups.setdefault(max(depths[layer] for layer, _, _ in wanted), []).append(index)
-    ordered = [sorted(indices) for _, indices in sorted(groups.items())]
-    return [g[i : i + batch_size] for g in ordered for i in range(0, len(g), batch_size)]
+    return [sorted(indices) for _, indices in sorted(groups.items())]
 
 
 def gather_units(
@@ -60,12 +64,9 @@ def gather_units(
     forward order), and each group's forward passes stop as soon as that layer has run:
     an image that only shallow channels need never runs the deep half of the model.
     """
-    groups: dict[int, list[int]] = {}
-    for index, wanted in needs.items():
-        groups.setdefault(max(depths[layer] for layer, _, _ in wanted), []).append(index)
-    for _, indices in sorted(groups.items()):
+    for group in _by_depth(needs, depths):
         yield from _gather_group(
-            adapter, files, prepare, {i: needs[i] for i in sorted(indices)}, batch_size, loading
+            adapter, files, prepare, {i: needs[i] for i in group}, batch_size, loading
         )
 
 

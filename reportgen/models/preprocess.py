@@ -12,6 +12,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tvf
 
 from ..config import ModelSpec
+from ..data.device_decode import normalize_pixels
 from ..errors import ModelError
 
 __all__ = [
@@ -69,11 +70,7 @@ class Preprocess:
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         """Return the normalized ``[C, H, W]`` input tensor for ``image``."""
-        image = self._place(image)
-        tensor = tvf.pil_to_tensor(image).to(torch.float32).div_(255.0)
-        if self.bgr and self.channels == 3:
-            tensor = tensor.flip(0)
-        return cast("torch.Tensor", tvf.normalize(tensor, list(self.mean), list(self.std)))
+        return normalize_pixels(tvf.pil_to_tensor(self._place(image)), self)
 
 
 def preprocess_from_options(spec: ModelSpec, channels: int) -> Preprocess:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
-from ..data.batches import Loading, Prepare, batches
+from ..data.batches import Loading, Unnormalize, batches
 from ..data.files import ImageFile
 from ..errors import InferenceError
 from ..models.adapter import FEATURES, INPUT, LOGITS, ModelAdapter, Tap
@@ -58,25 +58,6 @@ STATS = "pass 1: statistics in hooks"
 COLLECT = "pass 1: collect the statistics"
 
 Progress = Callable[[int], None]
-
-
-class Unnormalize(Prepare, Protocol):
-    """Prepare a picture, and say how the input maps back to 0..1 pixels (as Preprocess does)."""
-
-    @property
-    def mean(self) -> tuple[float, ...]:
-        """Return the normalization mean, per channel."""
-        ...
-
-    @property
-    def std(self) -> tuple[float, ...]:
-        """Return the normalization std, per channel."""
-        ...
-
-    @property
-    def bgr(self) -> bool:
-        """Say whether the channels are in BGR order."""
-        ...
 
 
 @dataclass(frozen=True)
