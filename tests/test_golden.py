@@ -14,9 +14,12 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import MODELS, draw, image_folder
+from models import TinyNet
 
 from reportgen.config import BuildConfig
+from reportgen.diff.build import DiffConfig, diff
 from reportgen.pipeline import build
 from reportgen.report.provenance import versions
 
@@ -34,6 +37,8 @@ PAGES = [
     ("site", "images/image-0002.html"),
     ("single", "index.html"),
     ("site", "report.json"),
+    ("diff", "index.html"),
+    ("diff", "report.json"),
 ]
 
 
@@ -62,7 +67,17 @@ def golden_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Pa
     single = config.replace(out=root / "single", single_file=True)
     build(config)
     build(single)
-    return {"site": (config.site.out, config), "single": (single.site.out, single)}
+    # featreport diff: A untrained (seed 0) against a state dict of other weights.
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        torch.save(TinyNet().state_dict(), root / "b.pt")
+    compared = config.replace(out=root / "diff")
+    diff(DiffConfig(compared, weights_b=str(root / "b.pt")))
+    return {
+        "site": (config.site.out, config),
+        "single": (single.site.out, single),
+        "diff": (compared.site.out, compared),
+    }
 
 
 def _rounded(value: object) -> object:
@@ -86,6 +101,7 @@ def scrub(text: str, config: BuildConfig) -> str:
     # Inlined pictures are scrubbed: their bytes depend on the libwebp version, and the
     # byte-identity of pictures is test_build's concern.
     text = re.sub(r"(data:image/[a-z+]+;base64,)[A-Za-z0-9+/=]+", r"\1DATA", text)
+    text = text.replace(str(config.site.out.parent), "ROOT")
     return re.sub(r"[^\s\"<>]*/tests/models\.py", "MODELS", text)
 
 

@@ -29,7 +29,8 @@ RANKS = {
     "gather": 4,
     "site": 5,
     "pipeline": 6,
-    "commands": 7,
+    "diff": 7,
+    "commands": 8,
 }
 
 

@@ -295,6 +295,27 @@ def test_train(sandbox: Path) -> None:
     assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in committed.items()}
 
 
+def test_diff(sandbox: Path) -> None:
+    out = run("diff", sandbox)
+    site = sandbox / "shapes-diff"
+    assert Path(out.strip()) == site / "index.html"
+    assert check_site(site) == []
+    document = read_report_json(site)
+    assert document["schema_version"] == 1 and document["aligned"] is True
+    layers = document["layers"]
+    first, last = layers[0], layers[-1]
+    # Early layers mostly reflect the input; the deepest is barely above unrelated images.
+    assert first["cka"]["value"] > first["shuffled"] + 0.2
+    assert first["cka"]["low"] <= first["cka"]["value"] <= first["cka"]["high"]
+    assert last["cka"]["value"] - last["shuffled"] < 0.1
+    assert all(layer["shuffled"] < 0.2 for layer in layers)
+    assert document["a"]["top1"] > 0.8 and document["b"]["untrained"] is True
+    assert len(document["flips"]["a_right_b_wrong"]) > len(document["flips"]["a_wrong_b_right"])
+    page = (site / "index.html").read_text(encoding="utf-8")
+    assert "shuffled reference" in page and "Kornblith" in page
+    assert "features.0" in page and "A right, B wrong" in page
+
+
 def test_benchmark(sandbox: Path) -> None:
     # The README's command as written runs for minutes; here it runs as written with a
     # small image set, to prove the script works and prints every figure it promises.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -54,8 +55,16 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
     return (predicted == labels).float().mean().item()
 
 
-def train(per_class: int, epochs: int, log: bool = True) -> tuple[ShapesNet, float]:
-    """Train from a fixed seed; return the model and its accuracy on the evaluation set."""
+def train(
+    per_class: int,
+    epochs: int,
+    log: bool = True,
+    after_epoch: Callable[[int, ShapesNet], None] | None = None,
+) -> tuple[ShapesNet, float]:
+    """Train from a fixed seed; return the model and its accuracy on the evaluation set.
+
+    ``after_epoch(e, model)`` is called after each epoch ``e`` (from 1), to save checkpoints.
+    """
     torch.manual_seed(0)
     eval_images, eval_labels = tensors(20, EVAL_SEED)
     model = ShapesNet()
@@ -82,6 +91,8 @@ def train(per_class: int, epochs: int, log: bool = True) -> tuple[ShapesNet, flo
             optimizer.step()
             schedule.step()
             total += loss.item() * len(batch)
+        if after_epoch is not None:
+            after_epoch(epoch + 1, model)
         if log:
             print(
                 f"epoch {epoch + 1}/{epochs}: loss {total / len(images):.3f}, "

@@ -45,11 +45,11 @@ class Pictures:
         """Queue a picture to be encoded and written at ``path``."""
         self._queue(path, image.size, self._pool.submit(visuals.encode, image, self.ext))
 
-    def add_svg(self, path: str, svg: str) -> None:
-        """Queue an SVG chart to be written at ``path``."""
+    def add_svg(self, path: str, svg: str, size: tuple[int, int] | None = None) -> None:
+        """Queue an SVG chart to be written at ``path`` (``size``: its own, if not the charts')."""
         done: Future[bytes] = Future()
         done.set_result(svg.encode("utf-8"))
-        self._queue(path, (charts.WIDTH, charts.HEIGHT), done)
+        self._queue(path, size or (charts.WIDTH, charts.HEIGHT), done)
 
     def flush(self) -> None:
         """Wait for every picture added so far and hand it to the writer."""

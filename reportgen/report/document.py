@@ -22,7 +22,7 @@ from .facts import (
     UnitExamples,
 )
 
-__all__ = ["IMAGES_FILE", "INLINE_IMAGES", "SCHEMA_VERSION", "images_lines", "to_json"]
+__all__ = ["IMAGES_FILE", "INLINE_IMAGES", "SCHEMA_VERSION", "images_lines", "json_text", "to_json"]
 
 SCHEMA_VERSION = 2
 
@@ -305,6 +305,11 @@ def to_json(report: Report, images_file: str | None = None) -> str:
         "warnings": list(report.warnings),
         "definitions": dict(report.definitions),
     }
+    return json_text(document)
+
+
+def json_text(document: dict[str, Any]) -> str:
+    """Return a document as featreport writes its JSON: sorted keys, compact lists."""
     out: list[str] = []
     _write(document, 0, out)
     return "".join(out) + "\n"

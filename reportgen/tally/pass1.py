@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from ..data.batches import Loading, Unnormalize, batches
+from ..data.batches import Batch, Loading, Unnormalize, batches
 from ..data.files import ImageFile
 from ..errors import InferenceError
-from ..models.adapter import FEATURES, INPUT, LOGITS, ModelAdapter, Tap
+from ..models.adapter import FEATURES, INPUT, LOGITS, ModelAdapter, Recording, Sink, Tap
 from ..report.facts import (
     BlockFacts,
     ChannelMoments,
@@ -207,20 +207,54 @@ class Pass1Tally:
             tally.add(FEATURES, FeaturesReducer(len(files))) if adapter.has_features() else None
         )
 
-    def run(self, batch_size: int, progress: Progress, clock: Timings) -> Pass1States:
-        """Predict the shard's images (every image without one) and tally every conv layer."""
-        tally, files, adapter = self.tally, self.files, self.adapter
-        skipped: list[Skipped] = []
-        on_device = 0
+    def sink(self, clock: Timings) -> Sink:
+        """Return the sink that hands each tap's tensor to the tally, timed as STATS."""
+        tally = self.tally
 
         def sink(tap: Tap, x: torch.Tensor) -> None:
             with clock.stage(STATS):
                 tally(tap, x)
 
+        return sink
+
+    def feed(self, recording: Recording, batch: Batch, clock: Timings) -> None:
+        """Run one decoded batch through ``recording``, whose sink feeds this tally."""
+        if batch.pixels is None:
+            return
+        self.tally.start_batch(batch.indices, self.adapter.device)
+        # Hooks run inside the forward pass; their time counts as STATS, not FORWARD.
+        in_hooks = clock.seconds.get(STATS, 0.0)
+        with clock.stage(FORWARD):
+            recording.forward(batch.pixels, [self.files[i].rel for i in batch.indices])
+        clock.add(FORWARD, in_hooks - clock.seconds.get(STATS, 0.0))
+
+    def close(
+        self, recording: Recording, skipped: Sequence[Skipped], on_device: int, clock: Timings
+    ) -> Pass1States:
+        """Collect every reducer's state once the last batch has been fed."""
+        with clock.stage(COLLECT):
+            return Pass1States(
+                self.tally.states(),
+                tuple(skipped),
+                recording.call_order,
+                dict(recording.calls_per_forward),
+                recording.logits_from,
+                on_device,
+                self.tally.layout,
+            )
+
+    def run(self, batch_size: int, progress: Progress, clock: Timings) -> Pass1States:
+        """Predict the shard's images (every image without one) and tally every conv layer."""
+        files, adapter = self.files, self.adapter
+        skipped: list[Skipped] = []
+        on_device = 0
         stream = iter(
             batches(files, self.prepare, batch_size, self.options.shard, self.options.loading)
         )
-        with adapter.recording(tally.taps, sink) as recording, torch.inference_mode():
+        with (
+            adapter.recording(self.tally.taps, self.sink(clock)) as recording,
+            torch.inference_mode(),
+        ):
             while True:
                 with clock.stage(DECODE):
                     batch = next(stream, None)
@@ -228,24 +262,9 @@ class Pass1Tally:
                     break
                 skipped.extend(Skipped(files[i].rel, reason) for i, reason in batch.failed)
                 on_device += batch.on_device
-                if batch.pixels is not None:
-                    tally.start_batch(batch.indices, adapter.device)
-                    # Hooks run inside the forward pass; their time counts as STATS, not FORWARD.
-                    in_hooks = clock.seconds.get(STATS, 0.0)
-                    with clock.stage(FORWARD):
-                        recording.forward(batch.pixels, [files[i].rel for i in batch.indices])
-                    clock.add(FORWARD, in_hooks - clock.seconds.get(STATS, 0.0))
+                self.feed(recording, batch, clock)
                 progress(len(batch.indices) + len(batch.failed))
-            with clock.stage(COLLECT):
-                return Pass1States(
-                    tally.states(),
-                    tuple(skipped),
-                    recording.call_order,
-                    dict(recording.calls_per_forward),
-                    recording.logits_from,
-                    on_device,
-                    tally.layout,
-                )
+            return self.close(recording, skipped, on_device, clock)
 
     def merge(self, parts: Sequence[Pass1States]) -> Pass1States:
         """Combine the states of disjoint shards, in the order given (rank order)."""
