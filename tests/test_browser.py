@@ -19,9 +19,12 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import check_site, image_folder
+from models import TinyNet
 
 from reportgen.config import BuildConfig
+from reportgen.diff.build import DiffConfig, diff
 from reportgen.pipeline import build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,11 +80,20 @@ def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     build(config)
     build(config.replace(out=root / "single", single_file=True))
-    return {"site": root / "site", "single": root / "single"}
+    # featreport diff: the untrained model against other weights of its architecture.
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        torch.save(TinyNet().state_dict(), root / "b.pt")
+    diff(DiffConfig(config.replace(out=root / "diff"), weights_b=str(root / "b.pt")))
+    return {"site": root / "site", "single": root / "single", "diff": root / "diff"}
 
 
 def pages(sites: dict[str, Path]) -> list[Path]:
-    return [*sorted(sites["site"].rglob("*.html")), sites["single"] / "index.html"]
+    return [
+        *sorted(sites["site"].rglob("*.html")),
+        sites["single"] / "index.html",
+        sites["diff"] / "index.html",
+    ]
 
 
 def kind(page: Path) -> str:
@@ -92,8 +104,8 @@ def kind(page: Path) -> str:
         return "class"
     if page.parent.parent.name == "units":
         return "unit"
-    if page.parent.name == "single":
-        return "single"
+    if page.parent.name in ("single", "diff"):
+        return page.parent.name
     return page.stem
 
 
@@ -103,6 +115,7 @@ def one_of_each_kind(sites: dict[str, Path]) -> list[Path]:
         chosen.setdefault(kind(page), page)
     assert sorted(chosen) == [
         "class",
+        "diff",
         "filters",
         "image",
         "index",
@@ -168,6 +181,7 @@ def test_every_page_has_lang_alt_ordered_headings_and_a_strict_policy(
     assert problems == []
     assert check_site(sites["site"]) == []
     assert check_site(sites["single"]) == []
+    assert check_site(sites["diff"]) == []
 
 
 def test_the_outline_check_can_fail(tmp_path: Path) -> None:
@@ -192,7 +206,7 @@ def nu_check(*folders: Path) -> subprocess.CompletedProcess[str]:
 
 def test_the_nu_html_checker_finds_no_errors(sites: dict[str, Path]) -> None:
     need("java (for the Nu HTML checker)", shutil.which("java") is not None)
-    done = nu_check(sites["site"], sites["single"])
+    done = nu_check(sites["site"], sites["single"], sites["diff"])
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -151,6 +152,16 @@ def test_minibatch_cka_is_one_with_itself_and_independent_of_batch_size() -> Non
     assert first.null[0][1] is not None and first.null[0][1] < 0.3  # rotated images
 
 
+def _subset(tmp_path: Path, per_class: int = 8) -> Path:
+    """Copy the first ``per_class`` shapes of each class: enough for a diff, and quick."""
+    folder = tmp_path / "shapes"
+    for source in sorted((SHAPES / "images").iterdir()):
+        (folder / source.name).mkdir(parents=True)
+        for image in sorted(source.iterdir())[:per_class]:
+            shutil.copy(image, folder / source.name / image.name)
+    return folder
+
+
 def _diff(tmp_path: Path, *args: str, out: str = "diff") -> tuple[int, str, str, Path]:
     site = tmp_path / out
     result = CliRunner().invoke(
@@ -160,7 +171,7 @@ def _diff(tmp_path: Path, *args: str, out: str = "diff") -> tuple[int, str, str,
             "--config",
             str(SHAPES / "featreport.toml"),
             "--images",
-            str(SHAPES / "images"),
+            str(_subset(tmp_path)),
             "--out",
             str(site),
             "--quiet",
@@ -223,10 +234,30 @@ def test_another_architecture_gets_a_heatmap(tmp_path: Path) -> None:
     heatmap = document["heatmap"]
     assert heatmap["columns"] == ["features.0", "features.3", "features.5"]
     assert len(heatmap["value"]) == len(document["layers"]) == 5
-    assert heatmap["chunks"] == 7  # 100 images: six chunks of 16, then one of 4
+    assert heatmap["chunks"] == 3  # 40 images: two chunks of 16, then one of 8
     assert all(layer["floor"] is not None for layer in document["layers"])
     assert (site / "charts" / "heatmap.svg").is_file()
     assert check_site(site) == []
+
+
+def test_two_runs_write_byte_identical_sites(tmp_path: Path) -> None:
+    sites = []
+    for name in ("one", "two"):
+        code, _, err, site = _diff(tmp_path / name, "--weights-b", "none", "--cam", "none")
+        assert code == 0, err
+        sites.append(site)
+    files = sorted(p.relative_to(sites[0]) for p in sites[0].rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(sites[1]) for p in sites[1].rglob("*") if p.is_file())
+    assert any(f.suffix == ".webp" for f in files) and Path("report.json") in files
+    for rel in files:
+        assert (sites[0] / rel).read_bytes() == (sites[1] / rel).read_bytes(), rel
+
+
+def test_diff_is_refused_under_torchrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, out, err, site = _diff(tmp_path, "--weights-b", "none")
+    assert_clean_error(code, out, err, "one process")
+    assert not site.exists()
 
 
 @pytest.mark.parametrize(

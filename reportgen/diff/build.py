@@ -9,6 +9,7 @@ the page model → template → an atomic write of the site, with report.json.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import webbrowser
 from collections.abc import Callable, Sequence
@@ -90,6 +91,8 @@ def _check(config: DiffConfig) -> None:
     for name, flag in NOT_FOR_DIFF.items():
         if given[name] != defaults.options()[name]:
             raise ConfigError(f"{flag} does not apply to featreport diff; leave it out")
+    if int(os.environ.get("WORLD_SIZE", "1") or "1") > 1:
+        raise ConfigError("featreport diff runs in one process; start it without torchrun")
     if not isinstance(config.build.model.model, str):
         raise ConfigError("featreport diff needs --model as a spec, not a module object")
     if config.checkpoints:

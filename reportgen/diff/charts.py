@@ -105,8 +105,9 @@ def heatmap_chart(
     cols = len(values[0]) if rows else 0
     cell = max(10, min(40, 480 // max(rows, cols, 1)))
     stops = legend_stops(cmap, 11)
-    width = max(LEFT + cols * cell + RIGHT, 300)
-    height = TOP + rows * cell + BOTTOM
+    bar = LEFT + cols * cell + 24  # the colour bar's left edge
+    width = max(bar + 60, 300)
+    height = max(TOP + rows * cell, TOP + 11 * 10) + BOTTOM
     body: list[str] = []
     for r, row in enumerate(values):
         for c, v in enumerate(row):
@@ -115,6 +116,12 @@ def heatmap_chart(
                 f'<rect x="{LEFT + c * cell}" y="{TOP + r * cell}" width="{cell}" '
                 f'height="{cell}" fill="{color}"/>'
             )
+    for i, color in enumerate(reversed(stops)):
+        body.append(f'<rect x="{bar}" y="{TOP + i * 10}" width="12" height="10" fill="{color}"/>')
+    for value, y in (("1", TOP + 8), ("0", TOP + 11 * 10 - 2)):
+        body.append(
+            f'<text x="{bar + 16}" y="{y}" font-size="11" {FONT} fill="{TEXT_COLOR}">{value}</text>'
+        )
     body.append(
         f'<text x="{LEFT}" y="{height - 8}" font-size="11" {FONT} fill="{TEXT_COLOR}">'
         f"columns: B's layers, shallow → deep ({cols})</text>"

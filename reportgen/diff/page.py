@@ -103,6 +103,43 @@ class FlipGroup:
 
 
 @dataclass(frozen=True)
+class HeatmapCell:
+    """One value of the heatmap's table, and whether it is its row's largest."""
+
+    text: str
+    best: bool
+
+
+@dataclass(frozen=True)
+class HeatmapRow:
+    """One layer of A against every layer of B, as numbers."""
+
+    name: str
+    cells: tuple[HeatmapCell, ...]
+
+
+def _heatmap_rows(c: Comparison) -> tuple[HeatmapRow, ...]:
+    if c.heatmap is None:
+        return ()
+    rows = []
+    for layer, values, low, high in zip(
+        c.layers, c.heatmap.value, c.heatmap.low, c.heatmap.high, strict=True
+    ):
+        best = max((v for v in values if v is not None), default=None)
+        cells = tuple(
+            HeatmapCell(
+                "—"
+                if v is None
+                else (f"{v:.2f}" if lo is None else f"{v:.2f} ({lo:.2f}–{hi:.2f})"),
+                v is not None and v == best,
+            )
+            for v, lo, hi in zip(values, low, high, strict=True)
+        )
+        rows.append(HeatmapRow(layer.name, cells))
+    return tuple(rows)
+
+
+@dataclass(frozen=True)
 class CheckpointRow:
     """One checkpoint of the training run."""
 
@@ -131,6 +168,7 @@ class DiffPage:
     heatmap_caption: str
     layers_a: tuple[str, ...]
     layers_b: tuple[str, ...]
+    heatmap_rows: tuple[HeatmapRow, ...]
     filters_a: Picture | None
     filters_b: Picture | None
     filters_caption: str
@@ -447,6 +485,7 @@ def diff_page(
         "from 0 (dark) to 1 (yellow), values clipped to that range for colour only.",
         layers_a=tuple(row.name for row in c.layers),
         layers_b=c.layers_b,
+        heatmap_rows=_heatmap_rows(c),
         filters_a=filters_a,
         filters_b=filters_b,
         filters_caption="The first conv layer's filters (up to 64), each tile scaled to its "
