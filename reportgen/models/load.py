@@ -15,6 +15,7 @@ from .checkpoint import load_weights_file
 from .code_source import code_model, given_model
 from .preprocess import Preprocess, preprocess_from_options, preprocess_from_weights
 from .source import Built, seeded
+from .timm_source import PREFIX, timm_model
 from .torch_adapter import TorchAdapter, conv_modules, input_channels, output_filters
 from .torchvision_source import imagenet_categories, torchvision_model
 
@@ -76,6 +77,8 @@ def _build(spec: ModelSpec, weights_file: bool) -> Built:
         raise ModelError(
             f"--model must be a model spec or an nn.Module, not {type(spec.model).__name__}"
         )
+    if spec.model.startswith(PREFIX):
+        return timm_model(spec, weights_file)
     if ":" in spec.model:
         return code_model(spec, spec.model, weights_file)
     return torchvision_model(spec, spec.model, weights_file)
@@ -89,11 +92,16 @@ def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
     if weights_file:
         how = load_weights_file(module, Path(spec.weights), spec.allow_pickle)
         weights = f"state dict from {spec.weights}" + (f" ({how})" if how else "")
+    if built.finish is not None:
+        module, note = built.finish(module)
+        weights = f"{weights}; {note}" if note else weights
 
     channels = input_channels(module)
     user_preprocess = spec.input_size or spec.mean or spec.std or spec.bgr
     if built.torchvision_weights is not None and not user_preprocess:
         preprocess = preprocess_from_weights(built.torchvision_weights, channels)
+    elif built.preprocess is not None and not user_preprocess:
+        preprocess = built.preprocess(module, channels)
     else:
         preprocess = preprocess_from_options(spec, channels)
 
@@ -120,7 +128,9 @@ def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
         weights=weights,
         untrained=built.untrained,
         categories=categories,
-        imagenet_classes=categories == imagenet_categories() if categories else False,
+        imagenet_classes=built.imagenet
+        if built.imagenet is not None
+        else (categories == imagenet_categories() if categories else False),
         preprocess=preprocess,
         parameters=sum(p.numel() for p in module.parameters()),
         fresh_norm_medians=fresh,

@@ -234,6 +234,8 @@ def receptive_fields(
                 h, w = int(out.shape[2]), int(out.shape[3])
                 (grad,) = torch.autograd.grad(out[0, :, h // 2, w // 2].sum(), x, retain_graph=True)
                 height, width, edge = _extent(grad)
+                if height == 0:
+                    continue  # no input reaches the centre output: no field to state
                 if edge and size < max_size:
                     still.append(name)
                 else:

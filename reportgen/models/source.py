@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torchvision.models import _api as tv_api
 
+from .preprocess import Preprocess
+
 __all__ = ["Built", "seeded"]
 
 
@@ -23,6 +25,11 @@ class Built:
     categories: tuple[str, ...] | None  # class names the source knows of
     torchvision_weights: tv_api.WeightsEnum | None = None  # their transforms() preprocess
     fresh: Callable[[], nn.Module] | None = None  # builds an untrained instance, to compare
+    imagenet: bool | None = None  # the classes are ImageNet-1k's in order; None: compare names
+    # After the weights are loaded: the module to run, and what the report says changed.
+    finish: Callable[[nn.Module], tuple[nn.Module, str | None]] | None = None
+    # The preprocessing the source knows for the module (timm's data config), if any.
+    preprocess: Callable[[nn.Module, int], Preprocess] | None = None
 
 
 def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:

@@ -15,6 +15,7 @@ from ..report.facts import BlockFacts, CamLayer, ConvFacts, ReceptiveField
 from .adapter import FEATURES, INPUT, LOGITS, Sink, Tap
 from .attribution import Target, find_head, find_target
 from .blocks import Block, block_facts, find_blocks
+from .conv_kinds import CONV_TYPES, applied, conv_facts, is_conv, stored_filters
 from .hooks import GradientRecorder, Hooked, TapRecorder
 from .logits import pick_logits
 from .receptive import receptive_fields
@@ -28,12 +29,11 @@ __all__ = [
     "output_filters",
 ]
 
-CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d)
-
 
 def conv_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
-    """List the conv layers (subclasses included) by name, in definition order."""
-    convs = [(name, m) for name, m in module.named_modules() if isinstance(m, CONV_TYPES)]
+    """List the conv layers (see :func:`reportgen.models.conv_kinds.is_conv`) by name, in
+    definition order."""
+    convs = [(name, m) for name, m in module.named_modules() if is_conv(m)]
     if not convs:
         raise ModelError(
             "the model has no nn.Conv2d or nn.ConvTranspose2d layer; featreport visualizes CNNs"
@@ -53,33 +53,10 @@ def input_channels(module: nn.Module) -> int:
     return channels
 
 
-def conv_facts(name: str, layer: nn.Module) -> ConvFacts:
-    """State the settings of one conv module."""
-    module = cast("nn.Conv2d | nn.ConvTranspose2d", layer)
-    padding = module.padding
-    return ConvFacts(
-        name=name,
-        type=type(module).__name__,
-        in_channels=int(module.in_channels),
-        out_channels=int(module.out_channels),
-        kernel_size=tuple(int(k) for k in module.kernel_size),
-        stride=tuple(int(s) for s in module.stride),
-        padding=padding if isinstance(padding, str) else "×".join(str(int(p)) for p in padding),
-        dilation=tuple(int(d) for d in module.dilation),
-        groups=int(module.groups),
-        transposed=isinstance(module, nn.ConvTranspose2d),
-    )
-
-
 def output_filters(module: nn.Module) -> torch.Tensor:
-    """Return the weights as ``[out_channels, in_channels/groups, kh, kw]`` for any conv."""
-    weight = cast("torch.Tensor", module.weight).detach()
-    if not isinstance(module, nn.ConvTranspose2d):
-        return weight
-    groups = module.groups
-    cin, cout_g, *kernel = weight.shape
-    w = weight.reshape(groups, cin // groups, cout_g, *kernel).transpose(1, 2)
-    return w.reshape(groups * cout_g, cin // groups, *kernel)
+    """Return the weights a conv applies as ``[out_channels, in_channels/groups, kh, kw]``."""
+    probe = applied(module)
+    return probe.weight if probe.weight is not None else stored_filters(module)
 
 
 def _choose(convs: list[tuple[str, nn.Module]], patterns: Sequence[str]) -> dict[str, nn.Module]:
@@ -206,6 +183,7 @@ class TorchAdapter:
         self._targets: dict[str | None, Target] = {}
         self._head: tuple[nn.Module, int] | None = None
         self._head_traced = False
+        self._facts: tuple[ConvFacts, ...] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -214,10 +192,12 @@ class TorchAdapter:
 
     def conv_layers(self) -> tuple[ConvFacts, ...]:
         """Return the chosen conv layers, in definition order."""
-        return tuple(conv_facts(name, m) for name, m in self._layers.items())
+        if self._facts is None:
+            self._facts = tuple(conv_facts(name, m) for name, m in self._layers.items())
+        return self._facts
 
     def filters(self, layer: str) -> torch.Tensor:
-        """Return a layer's weights as ``[out_channels, in_channels/groups, kh, kw]``."""
+        """Return the weights a layer applies as ``[out_channels, in_channels/groups, kh, kw]``."""
         return output_filters(self._layers[layer])
 
     def receptive_fields(self, max_size: int) -> dict[str, ReceptiveField]:

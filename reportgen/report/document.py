@@ -159,6 +159,7 @@ def _layer(report: Report, layer: LayerRecord) -> dict[str, Any]:
     return {
         "name": layer.conv.name,
         "type": layer.conv.type,
+        "conv_note": layer.conv.note,
         "depth": layer.depth,
         "in_channels": layer.conv.in_channels,
         "out_channels": layer.conv.out_channels,

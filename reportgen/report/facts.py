@@ -85,6 +85,7 @@ class ConvFacts:
     dilation: tuple[int, ...]
     groups: int
     transposed: bool
+    note: str | None = None  # what differs from a plain torch conv (see models.conv_kinds)
 
     @property
     def depthwise(self) -> bool:

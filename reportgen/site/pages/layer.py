@@ -164,7 +164,7 @@ def _facts(ctx: PageContext, depth: int) -> list[Fact]:
     conv, stats = layer.conv, layer.conv_point.stats
     facts = [
         Fact("Depth", f"{depth + 1} of {len(r.layers)} (forward order)"),
-        Fact("Type", conv.type),
+        Fact("Type", conv.type + (f": {conv.note}" if conv.note else "")),
         Fact("Kernel", shape_text(conv.kernel_size)),
         Fact("Stride", shape_text(conv.stride)),
         Fact("Padding", conv.padding),
