@@ -36,6 +36,7 @@ Kind = Literal[
     "text", "flag", "int", "choice", "floats", "patterns", "dir", "file", "model", "weights"
 ]
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+MODEL_FILE_SUFFIXES = (".onnx", ".keras", ".h5")  # --model files, not code
 T = TypeVar("T")
 
 
@@ -409,6 +410,8 @@ def _model_spec(value: object, base: Path | None) -> object:
     location, colon, attr = value.rpartition(":")
     if base is not None and colon and (location.endswith(".py") or "/" in location):
         return f"{_relative_to(base, Path(location))}:{attr}"
+    if base is not None and value.lower().endswith(MODEL_FILE_SUFFIXES):
+        return str(_relative_to(base, Path(value)))
     return value
 
 

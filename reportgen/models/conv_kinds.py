@@ -150,6 +150,9 @@ def applied(module: nn.Module) -> Applied:
 def _note(module: nn.Module, probe: Applied) -> str | None:
     """Say what the report must know about a layer that is not a plain torch conv."""
     notes = []
+    given = getattr(module, "featreport_note", None)  # set by a model source (ONNX)
+    if isinstance(given, str):
+        notes.append(given)
     weight = cast("torch.Tensor", module.weight)
     kernels = weight.numel() // _kernel_numel(module)
     if not isinstance(module, CONV_TYPES) and kernels > 1:

@@ -13,6 +13,8 @@ from ..errors import ModelError
 from .adapter import ModelAdapter
 from .checkpoint import load_weights_file
 from .code_source import code_model, given_model
+from .onnx_source import SUFFIX as ONNX_SUFFIX
+from .onnx_source import onnx_model
 from .preprocess import Preprocess, preprocess_from_options, preprocess_from_weights
 from .source import Built, seeded
 from .timm_source import PREFIX, timm_model
@@ -79,6 +81,8 @@ def _build(spec: ModelSpec, weights_file: bool) -> Built:
         )
     if spec.model.startswith(PREFIX):
         return timm_model(spec, weights_file)
+    if spec.model.lower().endswith(ONNX_SUFFIX):
+        return onnx_model(spec, weights_file)
     if ":" in spec.model:
         return code_model(spec, spec.model, weights_file)
     return torchvision_model(spec, spec.model, weights_file)
@@ -98,10 +102,11 @@ def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
 
     channels = input_channels(module)
     user_preprocess = spec.input_size or spec.mean or spec.std or spec.bgr
+    known = None if built.preprocess is None else built.preprocess(module, channels)
     if built.torchvision_weights is not None and not user_preprocess:
         preprocess = preprocess_from_weights(built.torchvision_weights, channels)
-    elif built.preprocess is not None and not user_preprocess:
-        preprocess = built.preprocess(module, channels)
+    elif known is not None:
+        preprocess = known
     else:
         preprocess = preprocess_from_options(spec, channels)
 

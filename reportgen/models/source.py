@@ -28,8 +28,9 @@ class Built:
     imagenet: bool | None = None  # the classes are ImageNet-1k's in order; None: compare names
     # After the weights are loaded: the module to run, and what the report says changed.
     finish: Callable[[nn.Module], tuple[nn.Module, str | None]] | None = None
-    # The preprocessing the source knows for the module (timm's data config), if any.
-    preprocess: Callable[[nn.Module, int], Preprocess] | None = None
+    # The preprocessing the source knows for the module and channels (timm's data config,
+    # an ONNX input's size), given the options; None leaves it to the options.
+    preprocess: Callable[[nn.Module, int], Preprocess | None] | None = None
 
 
 def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:

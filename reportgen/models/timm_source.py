@@ -173,6 +173,7 @@ def timm_model(spec: ModelSpec, weights_file: bool) -> Built:
             "weights; choose a tag with timm:NAME.TAG), none, or a .pth/.pt state dict"
         )
     categories, imagenet = _categories(module)
+    user_preprocess = spec.input_size or spec.mean or spec.std or spec.bgr
 
     def fresh() -> nn.Module:
         with _hub_offline(True):
@@ -187,7 +188,7 @@ def timm_model(spec: ModelSpec, weights_file: bool) -> Built:
         fresh=fresh,
         imagenet=imagenet,
         finish=_finish,
-        preprocess=timm_preprocess,
+        preprocess=None if user_preprocess else timm_preprocess,
     )
 
 
