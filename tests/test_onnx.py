@@ -92,9 +92,12 @@ def test_onnx_export_matches_onnxruntime(
     expected = intermediate(path, list(by_output), x.numpy())
     initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     seen: dict[str, torch.Tensor] = {}
-    with torch.no_grad(), adapter.recording(
-        [Tap(n) for n in names], lambda t, v: seen.__setitem__(t.layer, v.clone())
-    ) as rec:
+    with (
+        torch.no_grad(),
+        adapter.recording(
+            [Tap(n) for n in names], lambda t, v: seen.__setitem__(t.layer, v.clone())
+        ) as rec,
+    ):
         logits = rec.forward(x)
     assert np.allclose(logits.numpy(), expected[graph.output[0].name], atol=1e-4)
     for layer, node in zip(names, conv_nodes, strict=True):
