@@ -144,3 +144,36 @@ def test_onnx_refuses_weights_and_broken_files(tmp_path: Path) -> None:
         str(tmp_path / "s"),
     )
     assert_clean_error(code, out, err, "carries its own weights")
+
+
+class _ChannelsLast(torch.nn.Module):
+    """A torch model that takes NHWC batches, as a Keras export does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torchvision.models.get_model("resnet18").eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 3, 1, 2))
+
+
+def test_an_nhwc_input_is_fed_channels_last(tmp_path: Path) -> None:
+    path = tmp_path / "nhwc.onnx"
+    x = torch.randn(1, SIZE, SIZE, 3)
+    model = _ChannelsLast().eval()
+    torch.onnx.export(
+        model,
+        (x,),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        dynamic_axes={"input": {0: "batch"}},
+    )
+    loaded = load_model(ModelSpec(model=str(path)), RunConfig(device="cpu"))
+    batch = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), loaded.adapter.recording([], lambda t, v: None) as rec:
+        logits = rec.forward(batch)
+        expected = model(batch.permute(0, 2, 3, 1))
+    assert torch.allclose(logits, expected, atol=1e-4)
+    assert loaded.preprocess.crop == SIZE

@@ -17,6 +17,7 @@ call on a small input, with ``conv2d`` and ``pad`` watched, finds them:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -28,10 +29,51 @@ from torch.overrides import TorchFunctionMode
 
 from ..report.facts import ConvFacts
 
-__all__ = ["CONV_TYPES", "Applied", "applied", "conv_facts", "is_conv", "stored_filters"]
+__all__ = [
+    "CONV_TYPES",
+    "Applied",
+    "ConvView",
+    "applied",
+    "conv_facts",
+    "is_conv",
+    "register_view",
+    "stored_filters",
+    "view_of",
+]
 
 CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.ConvTranspose2d)
 _SETTINGS = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "groups")
+
+
+@dataclass(frozen=True)
+class ConvView:
+    """A conv layer of another framework (a Keras layer on the torch backend), in torch's terms."""
+
+    type: str
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: str
+    dilation: tuple[int, int]
+    groups: int
+    transposed: bool
+    filters: Callable[[], torch.Tensor]  # [out, in/groups, kh, kw]
+    channels_last: bool  # its output is [N, H, W, C]: taps are handed an NCHW view
+    note: str | None = None
+
+
+_VIEWS: weakref.WeakKeyDictionary[nn.Module, ConvView] = weakref.WeakKeyDictionary()
+
+
+def register_view(module: nn.Module, view: ConvView) -> None:
+    """Make ``module`` a conv layer described by ``view`` (a model source calls this)."""
+    _VIEWS[module] = view
+
+
+def view_of(module: nn.Module) -> ConvView | None:
+    """Return the view a model source registered for ``module``, if any."""
+    return _VIEWS.get(module)
 
 
 def _kernel_numel(module: nn.Module) -> int:
@@ -46,7 +88,7 @@ def _kernel_numel(module: nn.Module) -> int:
 
 def is_conv(module: nn.Module) -> bool:
     """Say whether ``module`` is a 2-D conv layer, by type or by what it declares and holds."""
-    if isinstance(module, CONV_TYPES):
+    if isinstance(module, CONV_TYPES) or module in _VIEWS:
         return True
     weight = getattr(module, "weight", None)
     kernel = getattr(module, "kernel_size", None)
@@ -72,6 +114,9 @@ def stored_filters(module: nn.Module) -> torch.Tensor:
     A transposed conv's ``[in, out/groups, kh, kw]`` is regrouped; a weight holding several
     kernels per filter (experts) gives their mean.
     """
+    view = _VIEWS.get(module)
+    if view is not None:
+        return view.filters().detach()
     weight = cast("torch.Tensor", module.weight).detach()
     if isinstance(module, nn.ConvTranspose2d):
         groups = module.groups
@@ -123,7 +168,7 @@ def applied(module: nn.Module) -> Applied:
     """Call a conv layer whose class overrides ``forward`` once, on a small input, and
     see what it hands to ``conv2d``. Plain torch convs and layers that need more than one
     input (CondConv2d's routing weights) are not probed."""
-    if type(module) in CONV_TYPES or isinstance(module, nn.ConvTranspose2d):
+    if type(module) in CONV_TYPES or isinstance(module, nn.ConvTranspose2d) or module in _VIEWS:
         return Applied(None, False)
     if isinstance(module, nn.Conv2d) and type(module).forward is nn.Conv2d.forward:
         return Applied(None, False)
@@ -172,6 +217,21 @@ def _note(module: nn.Module, probe: Applied) -> str | None:
 
 def conv_facts(name: str, layer: nn.Module) -> ConvFacts:
     """State the settings of one conv layer, with what the report must say about it."""
+    view = _VIEWS.get(layer)
+    if view is not None:
+        return ConvFacts(
+            name=name,
+            type=view.type,
+            in_channels=view.in_channels,
+            out_channels=view.out_channels,
+            kernel_size=view.kernel_size,
+            stride=view.stride,
+            padding=view.padding,
+            dilation=view.dilation,
+            groups=view.groups,
+            transposed=view.transposed,
+            note=view.note,
+        )
     module = cast("nn.Conv2d", layer)
     padding = module.padding
     probe = applied(layer)

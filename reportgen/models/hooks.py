@@ -43,6 +43,7 @@ class Hooked:
     module: nn.Module
     take: Literal["output", "input"] = "output"
     call: int = 1  # which call of the module in one forward pass, from 1
+    channels_last: bool = False  # the tensor is [N, H, W, C]: hand the sink an NCHW view
 
 
 _Param = tuple[nn.Parameter, bool, "torch.Tensor | None"]
@@ -150,6 +151,8 @@ class TapRecorder(_Hooks):
                 self.call_order.append(tap)
             tensor = output if hooked.take == "output" else inputs[0]
             if isinstance(tensor, torch.Tensor):
+                if hooked.channels_last and tensor.dim() == 4:
+                    tensor = tensor.permute(0, 3, 1, 2)
                 self.sink(tap, tensor)
             if self._until_all_seen and all(self._calls[h.tap] >= h.call for h in self.hooked):
                 raise _Enough

@@ -13,6 +13,8 @@ from ..errors import ModelError
 from .adapter import ModelAdapter
 from .checkpoint import load_weights_file
 from .code_source import code_model, given_model
+from .keras_source import SUFFIXES as KERAS_SUFFIXES
+from .keras_source import keras_model
 from .onnx_source import SUFFIX as ONNX_SUFFIX
 from .onnx_source import onnx_model
 from .preprocess import Preprocess, preprocess_from_options, preprocess_from_weights
@@ -83,6 +85,8 @@ def _build(spec: ModelSpec, weights_file: bool) -> Built:
         return timm_model(spec, weights_file)
     if spec.model.lower().endswith(ONNX_SUFFIX):
         return onnx_model(spec, weights_file)
+    if spec.model.lower().endswith(KERAS_SUFFIXES):
+        return keras_model(spec, weights_file)
     if ":" in spec.model:
         return code_model(spec, spec.model, weights_file)
     return torchvision_model(spec, spec.model, weights_file)
@@ -125,6 +129,7 @@ def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
         spec.output_key,
         input_shape=(preprocess.channels, preprocess.crop, preprocess.crop),
         precision=amp,
+        no_cams=built.no_cams,
     )
     fresh = {} if built.untrained else fresh_norm_medians(built, spec.seed, adapter)
     return LoadedModel(
@@ -137,7 +142,9 @@ def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
         if built.imagenet is not None
         else (categories == imagenet_categories() if categories else False),
         preprocess=preprocess,
-        parameters=sum(p.numel() for p in module.parameters()),
+        parameters=built.parameters
+        if built.parameters is not None
+        else sum(p.numel() for p in module.parameters()),
         fresh_norm_medians=fresh,
         precision="float32"
         if amp is None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import cast
 
 import torch
 from torch import nn
@@ -15,7 +14,7 @@ from ..report.facts import BlockFacts, CamLayer, ConvFacts, ReceptiveField
 from .adapter import FEATURES, INPUT, LOGITS, Sink, Tap
 from .attribution import Target, find_head, find_target
 from .blocks import Block, block_facts, find_blocks
-from .conv_kinds import CONV_TYPES, applied, conv_facts, is_conv, stored_filters
+from .conv_kinds import CONV_TYPES, applied, conv_facts, is_conv, stored_filters, view_of
 from .hooks import GradientRecorder, Hooked, TapRecorder
 from .logits import pick_logits
 from .receptive import receptive_fields
@@ -43,8 +42,8 @@ def conv_modules(module: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def input_channels(module: nn.Module) -> int:
     """Say how many channels the first conv layer takes (1 or 3)."""
-    _, first = conv_modules(module)[0]
-    channels = int(cast("nn.Conv2d", first).in_channels)
+    name, first = conv_modules(module)[0]
+    channels = conv_facts(name, first).in_channels
     if channels not in (1, 3):
         raise ModelError(
             f"the first conv layer takes {channels} input channels; featreport feeds RGB (3) "
@@ -172,6 +171,7 @@ class TorchAdapter:
         output_key: str | None = None,
         input_shape: tuple[int, int, int] | None = None,
         precision: torch.dtype | None = None,
+        no_cams: str | None = None,
     ) -> None:
         self._module = module
         self._device = device
@@ -184,6 +184,7 @@ class TorchAdapter:
         self._head: tuple[nn.Module, int] | None = None
         self._head_traced = False
         self._facts: tuple[ConvFacts, ...] | None = None
+        self._no_cams = no_cams  # why this model has no class activation maps, if it has none
 
     @property
     def device(self) -> torch.device:
@@ -203,6 +204,8 @@ class TorchAdapter:
     def receptive_fields(self, max_size: int) -> dict[str, ReceptiveField]:
         """Measure each conv layer's receptive field, on inputs of at most ``max_size`` pixels."""
         channels = self._input_shape[0] if self._input_shape is not None else 3
+        if self._no_cams is not None:  # another framework's layers: not measurable here
+            return {}
         return receptive_fields(self._module, list(self._layers), channels, max_size)
 
     def _sample(self) -> torch.Tensor:
@@ -234,7 +237,9 @@ class TorchAdapter:
         if head is not None:
             return Hooked(tap, head[0], take="input", call=head[1])
         if tap.point == "conv" and tap.layer in self._layers:
-            return Hooked(tap, self._layers[tap.layer])
+            module = self._layers[tap.layer]
+            view = view_of(module)
+            return Hooked(tap, module, channels_last=view is not None and view.channels_last)
         if tap.point == "activation" and tap.layer in self._layers:
             found = self._traced().get(tap.layer)
             last = None if found is None else found.last
@@ -244,6 +249,8 @@ class TorchAdapter:
         raise ModelError(f"no tap {tap.point!r} at layer {tap.layer!r} in this model")
 
     def _target(self, name: str | None) -> Target:
+        if self._no_cams is not None:
+            raise ModelError(self._no_cams)
         if name not in self._targets:
             self._targets[name] = find_target(self._module, self._layers, self._sample(), name)
         return self._targets[name]
