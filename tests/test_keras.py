@@ -153,3 +153,21 @@ def test_a_lambda_layer_needs_allow_pickle(tmp_path: Path) -> None:
         "--model", str(path), "--images", str(images), "--out", str(tmp_path / "s")
     )
     assert_clean_error(code, out, err, "Lambda", "--allow-pickle")
+
+
+def test_convs_inside_nested_models_are_found(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(0)
+    block = keras.Sequential(
+        [keras.Input((16, 16, 4)), layers.Conv2D(4, 3, padding="same", name="inner")],
+        name="block",
+    )
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="outer")(inputs)
+    x = block(x)
+    outputs = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
+    path = tmp_path / "nested.keras"
+    keras.Model(inputs, outputs, name="nested").save(path)
+    spec = ModelSpec(model=str(path), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    loaded = load_model(spec, RunConfig(device="cpu"))
+    assert [c.name for c in loaded.adapter.conv_layers()] == ["outer", "inner"]
+    assert loaded.preprocess.source == "--mean and --std"
