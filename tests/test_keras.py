@@ -120,9 +120,7 @@ def test_a_keras_model_builds_a_site(saved: dict[str, Path], tmp_path: Path) -> 
     assert [layer["name"] for layer in document["layers"]] == CONVS
     assert document["layers"][0]["output_shape"] == [8, 32, 32]  # NCHW, from NHWC maps
     assert "PyTorch backend" in document["model"]["weights"]
-    assert any(
-        "class activation maps are not computed for Keras" in w for w in document["warnings"]
-    )
+    assert document["cam"]["layer"] == "tr" and document["cam"]["point"] == "conv output"
     assert check_site(site) == []
 
 
@@ -171,3 +169,24 @@ def test_convs_inside_nested_models_are_found(tmp_path: Path) -> None:
     loaded = load_model(spec, RunConfig(device="cpu"))
     assert [c.name for c in loaded.adapter.conv_layers()] == ["outer", "inner"]
     assert loaded.preprocess.source == "--mean and --std"
+
+
+def test_keras_class_activation_maps_at_the_last_conv(saved: dict[str, Path]) -> None:
+    loaded = load_model(ModelSpec(model=str(saved["keras"])), RunConfig(device="cpu"))
+    layer = loaded.adapter.cam_layer()
+    assert (layer.name, layer.channels, layer.height, layer.width) == ("tr", 6, 64, 64)
+    pixels = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 255
+    with loaded.adapter.gradients() as recorder:
+        activations, (gradients,) = recorder.run(pixels, [[0], [1]])
+    # The same, with Keras's layers called in turn and torch's autograd.
+    model = keras.saving.load_model(str(saved["keras"]), compile=False)
+    flowing = pixels.permute(0, 2, 3, 1)
+    with torch.enable_grad():
+        for each in model.layers:
+            flowing = each(flowing)
+            if each.name == "tr":
+                kept = flowing
+        score = flowing.log()[torch.arange(2), torch.tensor([0, 1])].sum()
+        (expected,) = torch.autograd.grad(score, kept)
+    assert torch.allclose(activations, kept.detach().permute(0, 3, 1, 2), atol=1e-5)
+    assert torch.allclose(gradients, expected.permute(0, 3, 1, 2), atol=1e-6)

@@ -13,7 +13,7 @@ pool after it is left out); DenseNet ``features`` (after ``norm5``); ConvNeXt ``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +24,7 @@ from .blocks import ACTIVATION_TYPES, NORM_TYPES
 from .hooks import Call, CallTracer
 from .logits import pick_logits
 
-__all__ = ["Target", "find_head", "find_target"]
+__all__ = ["Target", "find_head", "find_target", "view_target"]
 
 POOL_TYPES: tuple[type[nn.Module], ...] = (
     nn.MaxPool2d,
@@ -233,3 +233,48 @@ def find_head(
             if call.output is logits and call.input is not None and call.input.dim() >= 2:
                 return call.module, call.number
     return None
+
+
+def view_target(
+    model: nn.Module,
+    convs: Mapping[str, nn.Module],
+    sample: torch.Tensor,
+    name: str | None = None,
+) -> Target:
+    """Choose where the maps of a model whose conv layers are views are computed (Keras).
+
+    Another framework's layers carry no torch norm or activation modules to follow, so the
+    target is a conv layer's own output: ``name``, or the last conv layer (in the order the
+    forward pass calls them) whose output has spatial extent.
+    """
+    if name is not None and name not in convs:
+        raise ModelError(
+            f"--cam-layer {name!r}: for this model, name one of its conv layers "
+            f"({', '.join(list(convs)[:5])}, ...)"
+        )
+    shapes: dict[str, tuple[int, ...]] = {}
+    order: list[str] = []
+
+    def keep(layer: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            if isinstance(output, torch.Tensor) and layer not in shapes:
+                shapes[layer] = tuple(output.shape)
+                order.append(layer)
+
+        return hook
+
+    handles = [m.register_forward_hook(keep(n)) for n, m in convs.items()]
+    try:
+        with torch.no_grad():
+            model.eval()(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    spatial = [n for n in order if len(shapes[n]) == 4 and shapes[n][1] * shapes[n][2] > 1]
+    chosen = name if name is not None else (spatial[-1] if spatial else None)
+    if chosen is None or chosen not in shapes:
+        raise ModelError("no conv layer of this model has a spatial output for the maps")
+    _, height, width, channels = shapes[chosen]
+    return Target(
+        chosen, convs[chosen], 1, "conv output", chosen, (channels, height, width), chosen
+    )

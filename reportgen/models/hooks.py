@@ -250,12 +250,18 @@ class GradientRecorder(_Hooks):
     """
 
     def __init__(
-        self, model: nn.Module, module: nn.Module, call: int, output_key: str | None
+        self,
+        model: nn.Module,
+        module: nn.Module,
+        call: int,
+        output_key: str | None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__(model)
         self.module = module
         self.call = call
         self.output_key = output_key
+        self.channels_last = channels_last  # the output is [N, H, W, C]: return NCHW views
         self._kept: torch.Tensor | None = None
         self._calls = 0
 
@@ -316,4 +322,7 @@ class GradientRecorder(_Hooks):
                     )
                 gradients.append(gradient.detach())
         self._kept = None
+        if self.channels_last:
+            nchw = tuple(g.permute(0, 3, 1, 2) for g in gradients)
+            return kept.detach().permute(0, 3, 1, 2), nchw
         return kept.detach(), tuple(gradients)

@@ -51,10 +51,6 @@ FAMILIES = (
     ("nasnet", "tf"),
     ("densenet", "torch"),
 )
-NO_CAMS = (
-    "class activation maps are not computed for Keras models yet (their layers are "
-    "channels-last); the feature maps and statistics are"
-)
 
 
 def _keras() -> Any:
@@ -304,5 +300,4 @@ def keras_model(spec: ModelSpec, weights_file: bool) -> Built:
         categories=None,
         preprocess=lambda module, channels: preprocess,
         parameters=int(model.count_params()),
-        no_cams=NO_CAMS,
     )

@@ -129,7 +129,6 @@ def load_model(spec: ModelSpec, run: RunConfig) -> LoadedModel:
         spec.output_key,
         input_shape=(preprocess.channels, preprocess.crop, preprocess.crop),
         precision=amp,
-        no_cams=built.no_cams,
     )
     fresh = {} if built.untrained else fresh_norm_medians(built, spec.seed, adapter)
     return LoadedModel(

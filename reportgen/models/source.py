@@ -32,7 +32,6 @@ class Built:
     # an ONNX input's size), given the options; None leaves it to the options.
     preprocess: Callable[[nn.Module, int], Preprocess | None] | None = None
     parameters: int | None = None  # as the source counts them, where torch's count differs
-    no_cams: str | None = None  # why class activation maps cannot be computed, if they cannot
 
 
 def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:

@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import InferenceError, ModelError, short_error
 from ..report.facts import BlockFacts, CamLayer, ConvFacts, ReceptiveField
 from .adapter import FEATURES, INPUT, LOGITS, Sink, Tap
-from .attribution import Target, find_head, find_target
+from .attribution import Target, find_head, find_target, view_target
 from .blocks import Block, block_facts, find_blocks
 from .conv_kinds import CONV_TYPES, applied, conv_facts, is_conv, stored_filters, view_of
 from .hooks import GradientRecorder, Hooked, TapRecorder
@@ -171,7 +171,6 @@ class TorchAdapter:
         output_key: str | None = None,
         input_shape: tuple[int, int, int] | None = None,
         precision: torch.dtype | None = None,
-        no_cams: str | None = None,
     ) -> None:
         self._module = module
         self._device = device
@@ -184,7 +183,6 @@ class TorchAdapter:
         self._head: tuple[nn.Module, int] | None = None
         self._head_traced = False
         self._facts: tuple[ConvFacts, ...] | None = None
-        self._no_cams = no_cams  # why this model has no class activation maps, if it has none
 
     @property
     def device(self) -> torch.device:
@@ -204,7 +202,7 @@ class TorchAdapter:
     def receptive_fields(self, max_size: int) -> dict[str, ReceptiveField]:
         """Measure each conv layer's receptive field, on inputs of at most ``max_size`` pixels."""
         channels = self._input_shape[0] if self._input_shape is not None else 3
-        if self._no_cams is not None:  # another framework's layers: not measurable here
+        if self._views():  # another framework's layers: traced differently, not measured
             return {}
         return receptive_fields(self._module, list(self._layers), channels, max_size)
 
@@ -248,11 +246,14 @@ class TorchAdapter:
                 return Hooked(tap, module, call=call)
         raise ModelError(f"no tap {tap.point!r} at layer {tap.layer!r} in this model")
 
+    def _views(self) -> bool:
+        """Say whether the conv layers are another framework's, described by views."""
+        return any(view_of(m) is not None for m in self._layers.values())
+
     def _target(self, name: str | None) -> Target:
-        if self._no_cams is not None:
-            raise ModelError(self._no_cams)
         if name not in self._targets:
-            self._targets[name] = find_target(self._module, self._layers, self._sample(), name)
+            find = view_target if self._views() else find_target
+            self._targets[name] = find(self._module, self._layers, self._sample(), name)
         return self._targets[name]
 
     def _find_head(self) -> tuple[nn.Module, int] | None:
@@ -274,8 +275,10 @@ class TorchAdapter:
     def gradients(self, name: str | None = None) -> Iterator[GradientRecorder]:
         """Open the model for the gradient pass at :meth:`cam_layer`'s layer."""
         target = self._target(name)
+        view = view_of(target.module)
+        channels_last = view is not None and view.channels_last
         with GradientRecorder(
-            self._module, target.module, target.call, self._output_key
+            self._module, target.module, target.call, self._output_key, channels_last
         ) as recorder:
             yield recorder
 
@@ -289,6 +292,9 @@ class TorchAdapter:
             for m in (module.modules() if module is not None else ())
             if isinstance(getattr(m, "weight", None), nn.Parameter) and m.weight.dim() >= 2
         ]
+        if module is not None and view_of(module) is not None:
+            # Another framework's layer keeps its kernels as parameters of its own.
+            weights = [p for p in module.parameters() if p.dim() >= 2]
         if not weights:
             raise ModelError(f"the CAM layer {target.name} has no conv weights to randomise")
         return _randomized(weights)
