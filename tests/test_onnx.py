@@ -177,3 +177,39 @@ def test_an_nhwc_input_is_fed_channels_last(tmp_path: Path) -> None:
         expected = model(batch.permute(0, 2, 3, 1))
     assert torch.allclose(logits, expected, atol=1e-4)
     assert loaded.preprocess.crop == SIZE
+
+
+def test_featreport_diff_takes_onnx_files(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from reportgen.commands.cli import main
+
+    path = export(tmp_path / "r18.onnx", "resnet18", "torchscript", True, None)
+    images = image_folder(tmp_path / "images", {"a": 3, "b": 3})
+    site = tmp_path / "diff"
+    result = CliRunner().invoke(
+        main,
+        [
+            "diff",
+            "--model",
+            str(path),
+            "--model-b",
+            str(path),
+            "--images",
+            str(images),
+            "--out",
+            str(site),
+            "-q",
+            "--cam",
+            "none",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads((site / "report.json").read_text())
+    assert document["floor"].startswith("not measured")  # an ONNX file has no untrained form
+    # The same file twice is one architecture: its layers are compared one to one.
+    assert document["aligned"] is True
+    assert all(
+        layer["cka"]["value"] == pytest.approx(1.0, abs=1e-6) for layer in document["layers"]
+    )
+    assert check_site(site) == []

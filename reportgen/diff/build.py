@@ -25,7 +25,7 @@ from ..data.batches import batches
 from ..data.files import ImageFile, collect_images
 from ..drawing import visuals
 from ..drawing.encoder import Pictures
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError, FeatreportError, ModelError
 from ..gather.cams import CamSettings, gather_cams
 from ..models.load import LoadedModel, load_model
 from ..pipeline import judge, make_report, progress_bar
@@ -138,10 +138,15 @@ def load_models(
         aligned = spec_b.model == spec.model
         floor_seed = spec.seed + 1 if a.untrained else spec.seed
         same_as_b = aligned and b.untrained and spec_b.seed == floor_seed
-        floor = None
+        floor, missing = None, None
         if not same_as_b:
-            floor = load_model(dataclasses.replace(spec, weights="none", seed=floor_seed), run)
-    if same_as_b:
+            try:
+                floor = load_model(dataclasses.replace(spec, weights="none", seed=floor_seed), run)
+            except FeatreportError as exc:  # an ONNX or Keras file has no untrained form
+                missing = exc.message
+    if missing is not None:
+        floor_note = f"not measured: A's architecture cannot be initialised at random ({missing})"
+    elif same_as_b:
         floor_note = (
             f"B itself: A's architecture initialised at random with seed {floor_seed}, so "
             "the floor of each layer is its CKA above"
@@ -149,7 +154,7 @@ def load_models(
     else:
         floor_note = f"A's architecture initialised at random with seed {floor_seed}"
     labels = [_label(a), _label(b)]
-    models = Models(a, b, floor, middle, aligned, spec, spec_b)
+    models = Models(a, b, floor, middle, aligned)
     return models, labels, floor_note, names
 
 

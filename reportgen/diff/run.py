@@ -10,14 +10,13 @@ each intermediate checkpoint (against B, whose outputs are kept too when there a
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
 import torch
 
-from ..config import BuildConfig, ModelSpec
+from ..config import BuildConfig
 from ..data.batches import Batch, batches
 from ..data.files import ImageFile
 from ..errors import ConfigError
@@ -46,8 +45,6 @@ class Models:
     floor: LoadedModel | None  # a random initialisation of A; None when B is exactly that
     middle: tuple[LoadedModel, ...]  # checkpoints between A and B, in training order
     aligned: bool  # same architecture: layers compared one to one
-    spec_a: ModelSpec
-    spec_b: ModelSpec
 
 
 @dataclass(frozen=True)
@@ -337,8 +334,3 @@ def _null_rows(
         torch.tensor([k[1] for k in kept], device=device),
         torch.tensor([k[2] for k in kept], device=device),
     )
-
-
-def replace_weights(spec: ModelSpec, weights: str, seed: int | None = None) -> ModelSpec:
-    """Return ``spec`` with other weights (and seed)."""
-    return dataclasses.replace(spec, weights=weights, seed=spec.seed if seed is None else seed)
