@@ -203,8 +203,10 @@ def _channels(channels: Sequence[int]) -> str:
 def _verdict(layer: LayerChange) -> tuple[str, str]:
     """Say how a layer's CKA reads against its shuffled reference and its floor."""
     cka = layer.cka
-    if cka is None or cka.value is None:
-        return "not measured", "muted"
+    if cka is None:
+        return "not measured (the forward pass did not call it)", "muted"
+    if cka.value is None:
+        return "undefined: constant in A or in B at this point", "muted"
     low = cka.low if cka.low is not None else cka.value
     if layer.null is not None and low <= layer.null + 0.05:
         return "no more alike than unrelated images", "bad"
