@@ -190,3 +190,45 @@ def test_keras_class_activation_maps_at_the_last_conv(saved: dict[str, Path]) ->
         (expected,) = torch.autograd.grad(score, kept)
     assert torch.allclose(activations, kept.detach().permute(0, 3, 1, 2), atol=1e-5)
     assert torch.allclose(gradients, expected.permute(0, 3, 1, 2), atol=1e-6)
+
+
+def test_batch_norm_and_activation_layers_after_a_conv_are_matched(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            layers.Rescaling(1 / 255.0),
+            layers.Conv2D(8, 3, padding="same", use_bias=False, name="c1"),
+            layers.BatchNormalization(name="bn1"),
+            layers.ReLU(name="relu1"),
+            layers.Conv2D(6, 3, padding="same", name="c2"),
+            layers.Activation("relu", name="act2"),
+            layers.GlobalAveragePooling2D(),
+            layers.Dense(3, name="head"),
+        ],
+        name="bnnet",
+    )
+    path = tmp_path / "bnnet.keras"
+    model.save(path)
+    loaded = load_model(ModelSpec(model=str(path)), RunConfig(device="cpu"))
+    adapter = loaded.adapter
+    first, second = adapter.block("c1"), adapter.block("c2")
+    assert first.norm is not None and first.norm.name == "bn1"
+    assert first.norm.running_var == (1.0,) * 8  # Keras's moving variance, read as torch's
+    assert (first.activation, first.activation_type) == ("relu1", "ReLU")
+    assert second.norm is None and (second.activation, second.activation_type) == ("act2", "ReLU")
+    model = keras.saving.load_model(str(path), compile=False)
+    pixels = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4)) * 255
+    flowing, by_layer = pixels.permute(0, 2, 3, 1), {}
+    for each in model.layers:
+        flowing = each(flowing)
+        by_layer[each.name] = torch.as_tensor(flowing).detach()
+    seen: dict[str, torch.Tensor] = {}
+    taps = [Tap("c1", "activation"), Tap("c2", "activation")]
+    with (
+        torch.no_grad(),
+        adapter.recording(taps, lambda t, v: seen.__setitem__(t.layer, v.clone())) as rec,
+    ):
+        rec.forward(pixels)
+    assert torch.allclose(seen["c1"], by_layer["relu1"].permute(0, 3, 1, 2), atol=1e-5)
+    assert torch.allclose(seen["c2"], by_layer["act2"].permute(0, 3, 1, 2), atol=1e-5)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..report.facts import BlockFacts, NormFacts
+from .conv_kinds import ActivationView, NormView, role_of
 from .hooks import Call, CallTracer
 
 __all__ = ["ACTIVATION_TYPES", "NORM_TYPES", "Block", "block_facts", "find_blocks", "norm_facts"]
@@ -80,8 +81,22 @@ def _floats(tensor: object) -> tuple[float, ...] | None:
     return tuple(float(v) for v in tensor.detach().double().flatten().cpu().tolist())
 
 
+def _is_norm(module: nn.Module) -> bool:
+    return isinstance(module, NORM_TYPES) or isinstance(role_of(module), NormView)
+
+
+def _is_activation(module: nn.Module) -> bool:
+    return isinstance(module, ACTIVATION_TYPES) or isinstance(role_of(module), ActivationView)
+
+
 def norm_facts(name: str, module: nn.Module) -> NormFacts:
     """State a norm module's running statistics and affine parameters, where it has them."""
+    view = role_of(module)
+    if isinstance(view, NormView):
+        mean, var, weight, bias = view.stats()
+        return NormFacts(
+            name, view.type, view.eps, *(_floats(t) for t in (mean, var, weight, bias))
+        )
     eps = getattr(module, "eps", 0.0)
     return NormFacts(
         name=name,
@@ -116,10 +131,10 @@ def _follow(calls: Sequence[Call], start: int) -> Block:
         if found is None:
             break
         module = calls[found].module
-        if step == "norm" and isinstance(module, NORM_TYPES):
+        if step == "norm" and _is_norm(module):
             norm, position = calls[found], found
             continue
-        if isinstance(module, ACTIVATION_TYPES):
+        if _is_activation(module):
             activation = calls[found]
         break
     return Block(
@@ -136,7 +151,9 @@ def find_blocks(
 
     Runs outside inference mode on purpose: inference tensors keep no version counter.
     """
-    with torch.inference_mode(False), CallTracer(model, convs.values()) as tracer:
+    # Another framework's layers have children of their own: traced as named, not as leaves.
+    roles = [m for m in model.modules() if role_of(m) is not None]
+    with torch.inference_mode(False), CallTracer(model, [*convs.values(), *roles]) as tracer:
         model(sample)
     calls = tracer.calls
     first: dict[str, int] = {}
@@ -152,4 +169,6 @@ def block_facts(block: Block) -> BlockFacts:
     if block.activation is None:
         return BlockFacts(norm, None, None)
     name, module, _ = block.activation
-    return BlockFacts(norm, name, type(module).__name__)
+    view = role_of(module)
+    kind = view.type if isinstance(view, ActivationView) else type(module).__name__
+    return BlockFacts(norm, name, kind)

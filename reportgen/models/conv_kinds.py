@@ -31,12 +31,17 @@ from ..report.facts import ConvFacts
 
 __all__ = [
     "CONV_TYPES",
+    "ActivationView",
     "Applied",
     "ConvView",
+    "NormView",
     "applied",
+    "channels_last",
     "conv_facts",
     "is_conv",
+    "register_role",
     "register_view",
+    "role_of",
     "stored_filters",
     "view_of",
 ]
@@ -64,6 +69,46 @@ class ConvView:
 
 
 _VIEWS: weakref.WeakKeyDictionary[nn.Module, ConvView] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class NormView:
+    """A normalisation layer of another framework, in torch's terms (for block matching)."""
+
+    type: str
+    eps: float
+    # Per channel: running mean, running variance, scale and shift (None where it has none).
+    stats: Callable[[], tuple[torch.Tensor | None, ...]]
+    channels_last: bool
+
+
+@dataclass(frozen=True)
+class ActivationView:
+    """An activation layer of another framework, named as torch names its own (``ReLU``)."""
+
+    type: str
+    channels_last: bool
+
+
+_ROLES: weakref.WeakKeyDictionary[nn.Module, NormView | ActivationView] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def register_role(module: nn.Module, view: NormView | ActivationView) -> None:
+    """Make ``module`` a norm or activation that blocks can be matched with."""
+    _ROLES[module] = view
+
+
+def role_of(module: nn.Module) -> NormView | ActivationView | None:
+    """Return the norm or activation view registered for ``module``, if any."""
+    return _ROLES.get(module)
+
+
+def channels_last(module: nn.Module) -> bool:
+    """Say whether a registered layer's output is ``[N, H, W, C]``."""
+    view = _VIEWS.get(module) or _ROLES.get(module)
+    return view is not None and view.channels_last
 
 
 def register_view(module: nn.Module, view: ConvView) -> None:

@@ -9,6 +9,8 @@ flattened) under its Keras name, feeds NCHW batches as NHWC, and each conv layer
 (``(kh, kw, in, out)`` → ``[out, in, kh, kw]``; depthwise ``(kh, kw, in, mult)``; a
 transposed conv's ``(kh, kw, out, in)``; a separable conv's depthwise and pointwise
 kernels composed into the one kernel they apply), and an NCHW view of its output for taps.
+Batch norm and activation layers get a ``NormView`` or ``ActivationView``, so that a
+conv's block is matched as a torch model's is.
 
 Loaded with ``compile=False`` (Keras 2 ``.h5`` files carry optimizer settings Keras 3
 rejects) and ``safe_mode`` on unless ``--allow-pickle`` (Lambda layers run pickled code).
@@ -30,7 +32,7 @@ from torch import nn
 
 from ..config import ModelSpec
 from ..errors import ModelError, WeightsError, short_error
-from .conv_kinds import ConvView, register_view
+from .conv_kinds import ActivationView, ConvView, NormView, register_role, register_view
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .source import Built
 
@@ -80,6 +82,51 @@ def _flatten(keras: Any, model: Any) -> list[Any]:
         else:
             found.append(layer)
     return found
+
+
+# Keras activation names, as torch names the same function (so the analysis knows gating ones).
+TORCH_NAMES = {
+    "relu": "ReLU",
+    "relu6": "ReLU6",
+    "leaky_relu": "LeakyReLU",
+    "elu": "ELU",
+    "selu": "SELU",
+    "gelu": "GELU",
+    "silu": "SiLU",
+    "swish": "SiLU",
+    "mish": "Mish",
+    "hard_swish": "Hardswish",
+    "hard_silu": "Hardswish",
+    "hard_sigmoid": "Hardsigmoid",
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "softplus": "Softplus",
+}
+
+
+def _role(keras: Any, layer: Any) -> NormView | ActivationView | None:
+    """Describe a Keras batch norm or activation layer, for matching conv blocks."""
+    kinds = keras.layers
+    if isinstance(layer, kinds.BatchNormalization):
+        axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
+
+        def stats() -> tuple[torch.Tensor | None, ...]:
+            found = (layer.moving_mean, layer.moving_variance, layer.gamma, layer.beta)
+            return tuple(None if v is None else _tensor(v) for v in found)
+
+        return NormView("BatchNormalization", float(layer.epsilon), stats, axis in (-1, 3))
+    name: str | None = None
+    if isinstance(layer, kinds.ReLU):
+        slope = float(getattr(layer, "negative_slope", 0.0) or 0.0)
+        top = getattr(layer, "max_value", None)
+        name = (
+            "LeakyReLU" if slope else ("ReLU6" if top is not None and float(top) == 6 else "ReLU")
+        )
+    elif isinstance(layer, kinds.Activation):
+        name = TORCH_NAMES.get(getattr(layer.activation, "__name__", ""))
+    elif isinstance(layer, (kinds.LeakyReLU, kinds.ELU, kinds.PReLU)):
+        name = {"LeakyReLU": "LeakyReLU", "ELU": "ELU", "PReLU": "PReLU"}[type(layer).__name__]
+    return None if name is None else ActivationView(name, True)
 
 
 def _pair(value: Any) -> tuple[int, int]:
@@ -284,6 +331,9 @@ def keras_model(spec: ModelSpec, weights_file: bool) -> Built:
         view = _view(keras, layer)
         if view is not None:
             register_view(layer, view)
+        role = _role(keras, layer)
+        if role is not None:
+            register_role(layer, role)
         named.append((str(layer.name).replace(".", "_").replace("/", "_"), layer))
     last = layers[-1] if layers else None
     softmax = getattr(getattr(last, "activation", None), "__name__", "") == "softmax" or (

@@ -14,7 +14,15 @@ from ..report.facts import BlockFacts, CamLayer, ConvFacts, ReceptiveField
 from .adapter import FEATURES, INPUT, LOGITS, Sink, Tap
 from .attribution import Target, find_head, find_target, view_target
 from .blocks import Block, block_facts, find_blocks
-from .conv_kinds import CONV_TYPES, applied, conv_facts, is_conv, stored_filters, view_of
+from .conv_kinds import (
+    CONV_TYPES,
+    applied,
+    channels_last,
+    conv_facts,
+    is_conv,
+    stored_filters,
+    view_of,
+)
 from .hooks import GradientRecorder, Hooked, TapRecorder
 from .logits import pick_logits
 from .receptive import receptive_fields
@@ -243,7 +251,7 @@ class TorchAdapter:
             last = None if found is None else found.last
             if last is not None:
                 module, call = last
-                return Hooked(tap, module, call=call)
+                return Hooked(tap, module, call=call, channels_last=channels_last(module))
         raise ModelError(f"no tap {tap.point!r} at layer {tap.layer!r} in this model")
 
     def _views(self) -> bool:
