@@ -13,6 +13,12 @@ call on a small input, with ``conv2d`` and ``pad`` watched, finds them:
   ``ScaledStdConv2d`` standardise it on every call): the filters shown are the applied ones;
 * the module pads its input itself before a conv with no padding (timm's ``Conv2dSame``,
   TensorFlow's "same"): the padding depends on the input's size.
+
+Another framework's layers (Keras on the torch backend) are described by the model source
+that loads them: a :class:`ConvView` makes a layer a conv (its settings, its kernels in
+torch's layout, whether its output is channels-last), and a :class:`NormView` or
+:class:`ActivationView` lets the block matching of :mod:`reportgen.models.blocks` follow a
+conv's output through them.
 """
 
 from __future__ import annotations
