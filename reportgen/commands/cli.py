@@ -30,18 +30,19 @@ def main() -> None:
     """Write static HTML reports of what a PyTorch CNN sees, from shallow to deep layers."""
 
 
-@main.command(context_settings=CONTEXT)
-@config_options
-@click.option(
+config_file_option = click.option(
     "--config",
     "config_file",
     type=click.Path(path_type=Path, dir_okay=False),
     metavar="FILE",
     help="Read options from this TOML file  [default: featreport.toml, or [tool.featreport] in pyproject.toml, in the working folder].",
 )
-@click.pass_context
-def build(ctx: click.Context, /, config_file: Path | None, **values: object) -> None:
-    """Run a CNN over a folder of images and write an HTML report of what it sees."""
+
+
+def _read_config(
+    ctx: click.Context, config_file: Path | None, values: dict[str, object]
+) -> BuildConfig:
+    """Take the options from the config file found, then the command line, and check them."""
     signal.signal(signal.SIGTERM, _terminate)
     found = find_config(config_file, Path.cwd())
     options = dict(found.options) if found is not None else {}
@@ -49,6 +50,16 @@ def build(ctx: click.Context, /, config_file: Path | None, **values: object) -> 
     config = BuildConfig.from_options(options)
     if found is not None and not config.run.quiet:
         click.echo(f"Options from {found.path}", err=True)
+    return config
+
+
+@main.command(context_settings=CONTEXT)
+@config_options
+@config_file_option
+@click.pass_context
+def build(ctx: click.Context, /, config_file: Path | None, **values: object) -> None:
+    """Run a CNN over a folder of images and write an HTML report of what it sees."""
+    config = _read_config(ctx, config_file, values)
     try:
         from ..pipeline import build as run
 
@@ -89,13 +100,7 @@ def build(ctx: click.Context, /, config_file: Path | None, **values: object) -> 
 @click.argument(
     "more_checkpoints", nargs=-1, type=click.Path(path_type=Path), metavar="[CHECKPOINT]..."
 )
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    metavar="FILE",
-    help="Read build options from this TOML file  [default: featreport.toml, or [tool.featreport] in pyproject.toml].",
-)
+@config_file_option
 @click.pass_context
 def diff(
     ctx: click.Context,
@@ -108,11 +113,7 @@ def diff(
     **values: object,
 ) -> None:
     """Compare two models, or one over its training, on a folder of images: which layers changed, which filters moved, which images flipped."""
-    signal.signal(signal.SIGTERM, _terminate)
-    found = find_config(config_file, Path.cwd())
-    options = dict(found.options) if found is not None else {}
-    options.update(read_options(given_options(ctx, values), "the command line"))
-    config = BuildConfig.from_options(options)
+    config = _read_config(ctx, config_file, values)
     if more_checkpoints and not checkpoint_list:
         raise click.UsageError(
             f"unexpected argument {more_checkpoints[0]}: checkpoints follow --checkpoints"

@@ -35,7 +35,7 @@ from ..timing import Timings
 from . import charts
 from .document import diff_json
 from .facts import Comparison, Setup, compare
-from .page import DiffPictures, diff_page
+from .page import diff_page
 from .run import Models, run_diff_pass
 
 __all__ = ["FLIPS_SHOWN", "DiffConfig", "checkpoint_files", "diff"]
@@ -222,10 +222,9 @@ def diff(config: DiffConfig, echo: Echo | None = None, timings: Timings | None =
         with Pictures(writer.write_bytes, site.image_format, False) as pictures:
             with clock.stage("draw charts and filters"):
                 _draw_charts(comparison, filters_a, filters_b, history, pictures)
-            cams = _draw_flips(config, models, files, comparison, pictures, clock, echo)
-            drawn = DiffPictures(pictures.ext, cams, len(history))
+            _draw_flips(config, models, files, comparison, pictures, clock, echo)
         with clock.stage("render and write pages"):
-            page = diff_page(comparison, drawn, pictures.sizes)
+            page = diff_page(comparison, pictures.ext, pictures.sizes)
             writer.write_text("style.css", stylesheet())
             html = environment().get_template("diff.html").render(page=page, csp=CSP_MULTI_PAGE)
             writer.write_text("index.html", html)
@@ -316,7 +315,7 @@ def _draw_flips(
     pictures: Pictures,
     clock: Timings,
     echo: Echo,
-) -> frozenset[tuple[str, int]]:
+) -> None:
     """Draw the flipped images shown as cards, and where each model looked in them."""
     ext = pictures.ext
     flips = [
@@ -332,7 +331,6 @@ def _draw_flips(
                     f"images/img-{index:05d}.{ext}",
                     visuals.input_image(pixels, prepare.mean, prepare.std),
                 )
-    cams: set[tuple[str, int]] = set()
     site = config.build.site
     if site.cam != "none" and flips:
         by_index = {f.index: f for f in (*comparison.flips_ab, *comparison.flips_ba)}
@@ -364,7 +362,5 @@ def _draw_flips(
                                 image.input, image.maps[0], prepare.mean, prepare.std
                             ),
                         )
-                        cams.add((side, image.index))
             except ModelError as exc:
                 echo(f"Warning: no class activation maps for model {side.upper()}: {exc}")
-    return frozenset(cams)

@@ -35,6 +35,7 @@ __all__ = [
     "Setup",
     "compare",
     "drift",
+    "mean_present",
 ]
 
 
@@ -130,7 +131,8 @@ def drift(a: torch.Tensor, b: torch.Tensor) -> tuple[list[float | None], list[fl
     return cosine, relative
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
+def mean_present(values: Sequence[float | None]) -> float | None:
+    """Return the mean of the values that are not None (rounded to 6 places), or None."""
     kept = [v for v in values if v is not None]
     return round(sum(kept) / len(kept), 6) if kept else None
 
@@ -150,8 +152,7 @@ def _overlap(a: LayerRecord, b: LayerRecord, point: PointName) -> list[float | N
 def _value(sums: PairSums | None) -> float | None:
     if sums is None:
         return None
-    value = pair_estimate(sums, replicates=0).value
-    return None if value is None else round(value, 6)
+    return _round(pair_estimate(sums, replicates=0).value)
 
 
 def _round(value: float | None) -> float | None:
@@ -233,7 +234,7 @@ def compare(
                 ChannelChange(c, *values)
                 for c, values in enumerate(zip(cosine, relative, correlation, overlap, strict=True))
             )
-            mean_drift = _mean(cosine)
+            mean_drift = mean_present(cosine)
         samples = int(main.count.sum()) if main is not None else 0
         changes.append(
             LayerChange(
@@ -330,7 +331,9 @@ def _history(
                 name=name,
                 cka=tuple(1.0 if last else _value(sums.get(n)) for n in names),
                 drift=tuple(
-                    _mean(drift(filters[n], final[n])[0]) if n in filters and n in final else None
+                    mean_present(drift(filters[n], final[n])[0])
+                    if n in filters and n in final
+                    else None
                     for n in names
                 ),
                 top1=_top1_accuracy(a, top1),

@@ -6,23 +6,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..report.facts import Report
-from ..site.pages.common import Fact, Picture
+from ..site.pages.common import Fact, Picture, index_list, pct
 from .cka import Estimate
-from .facts import ChannelChange, Comparison, Flip, LayerChange
+from .facts import ChannelChange, Comparison, Flip, LayerChange, mean_present
 
-__all__ = ["DiffPage", "DiffPictures", "diff_page"]
+__all__ = ["DiffPage", "diff_page"]
 
 MOVED_LISTED = 8  # channels per layer in the "moved most" table
+CHANNELS_LISTED = 12  # dead channels named per layer
 CONFUSION_LISTED = 20
-
-
-@dataclass(frozen=True)
-class DiffPictures:
-    """What was drawn for the page: the pictures' format, which flips have maps, checkpoints."""
-
-    ext: str
-    cams: frozenset[tuple[str, int]]
-    history: int
 
 
 @dataclass(frozen=True)
@@ -185,19 +177,12 @@ class DiffPage:
     skipped: tuple[Fact, ...]
 
 
+def _listed(channels: Sequence[int]) -> str:
+    return index_list(channels, CHANNELS_LISTED)
+
+
 def _num(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.1f}%"
-
-
-def _channels(channels: Sequence[int]) -> str:
-    if not channels:
-        return "none"
-    shown = ", ".join(str(c) for c in channels[:12])
-    return shown + (f" and {len(channels) - 12} more" if len(channels) > 12 else "")
 
 
 def _verdict(layer: LayerChange) -> tuple[str, str]:
@@ -228,7 +213,7 @@ def _moved(channels: Sequence[ChannelChange]) -> tuple[ChannelRow, ...]:
             _num(c.cosine_drift),
             _num(c.relative_change),
             _num(c.correlation),
-            _pct(c.top_overlap),
+            pct(c.top_overlap),
         )
         for c in ranked[:MOVED_LISTED]
     )
@@ -242,9 +227,7 @@ def _layer_row(layer: LayerChange, aligned: bool) -> LayerRow:
         f"−{k} in B" for k in sorted(findings_a - findings_b)
     ]
     dead = (
-        f"{_channels(layer.dead_a)} → {_channels(layer.dead_b)}"
-        if aligned
-        else _channels(layer.dead_a)
+        f"{_listed(layer.dead_a)} → {_listed(layer.dead_b)}" if aligned else _listed(layer.dead_a)
     )
     return LayerRow(
         depth=layer.depth,
@@ -301,7 +284,7 @@ def _summary(c: Comparison) -> tuple[str, ...]:
         )
     flips = len(c.flips_ab) + len(c.flips_ba)
     lines.append(
-        f"Top-1 agreement {_pct(c.agreement)}; {len(c.flips_ab)} image(s) A gets right and B "
+        f"Top-1 agreement {pct(c.agreement)}; {len(c.flips_ab)} image(s) A gets right and B "
         f"wrong, {len(c.flips_ba)} the reverse ({flips} flips)."
     )
     return tuple(lines)
@@ -317,8 +300,8 @@ def _class_rows(a: Report, b: Report) -> tuple[ClassRow, ...]:
             ClassRow(
                 name=a.class_name(x.index),
                 images=x.images,
-                top1_a=_pct(x.top1),
-                top1_b=_pct(None if y is None else y.top1),
+                top1_a=pct(x.top1),
+                top1_b=pct(None if y is None else y.top1),
                 change="—" if change is None else f"{100 * change:+.1f}",
                 css="good" if change and change > 0 else ("bad" if change and change < 0 else ""),
             )
@@ -348,66 +331,48 @@ def _confusion(a: Report, b: Report) -> tuple[tuple[ConfusionRow, ...], int]:
 
 
 def _flip_card(
-    flip: Flip, c: Comparison, drawn: DiffPictures, sizes: Mapping[str, tuple[int, int]]
+    flip: Flip, c: Comparison, ext: str, sizes: Mapping[str, tuple[int, int]]
 ) -> FlipCard:
-    ext = drawn.ext
-
-    def picture(path: str, alt: str) -> Picture | None:
-        if path not in sizes:
-            return None
-        width, height = sizes[path]
-        return Picture(path, width, height, alt)
-
     index = flip.index
     return FlipCard(
-        picture=picture(f"images/img-{index:05d}.{ext}", flip.path),
-        cam_a=picture(
-            f"cams/a-{index:05d}.{ext}", f"Where A looked for {c.a.class_name(flip.a[0])}"
-        )
-        if ("a", index) in drawn.cams
-        else None,
-        cam_b=picture(
-            f"cams/b-{index:05d}.{ext}", f"Where B looked for {c.b.class_name(flip.b[0])}"
-        )
-        if ("b", index) in drawn.cams
-        else None,
+        picture=_picture(f"images/img-{index:05d}.{ext}", sizes, flip.path),
+        cam_a=_picture(
+            f"cams/a-{index:05d}.{ext}", sizes, f"Where A looked for {c.a.class_name(flip.a[0])}"
+        ),
+        cam_b=_picture(
+            f"cams/b-{index:05d}.{ext}", sizes, f"Where B looked for {c.b.class_name(flip.b[0])}"
+        ),
         path=flip.path,
         truth=c.a.class_name(flip.label),
-        a=f"{c.a.class_name(flip.a[0])} {_pct(flip.a[1])}",
-        b=f"{c.b.class_name(flip.b[0])} {_pct(flip.b[1])}",
+        a=f"{c.a.class_name(flip.a[0])} {pct(flip.a[1])}",
+        b=f"{c.b.class_name(flip.b[0])} {pct(flip.b[1])}",
     )
 
 
 def _flip_groups(
-    c: Comparison, drawn: DiffPictures, sizes: Mapping[str, tuple[int, int]], shown: int
+    c: Comparison, ext: str, sizes: Mapping[str, tuple[int, int]], shown: int
 ) -> tuple[FlipGroup, ...]:
     groups = []
     for title, flips in (
         ("A right, B wrong", c.flips_ab),
         ("A wrong, B right", c.flips_ba),
     ):
-        cards = tuple(_flip_card(f, c, drawn, sizes) for f in flips)
+        cards = tuple(_flip_card(f, c, ext, sizes) for f in flips)
         groups.append(FlipGroup(title, len(flips), cards[:shown], cards[shown:]))
     return tuple(groups)
 
 
-def _svg(path: str, sizes: Mapping[str, tuple[int, int]], alt: str) -> Picture | None:
+def _picture(path: str, sizes: Mapping[str, tuple[int, int]], alt: str) -> Picture | None:
     if path not in sizes:
         return None
     width, height = sizes[path]
     return Picture(path, width, height, alt)
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return sum(kept) / len(kept) if kept else None
-
-
 def diff_page(
-    c: Comparison, drawn: DiffPictures, sizes: Mapping[str, tuple[int, int]], shown: int = 24
+    c: Comparison, ext: str, sizes: Mapping[str, tuple[int, int]], shown: int = 24
 ) -> DiffPage:
     """Build the diff page's model from the comparison and what was drawn."""
-    ext = drawn.ext
     point = c.layers[0].point if c.layers else "—"
     facts = [
         Fact("Model A", c.label_a),
@@ -441,26 +406,26 @@ def diff_page(
         "the floor of meaning, A against a random initialisation. A layer reads as changed "
         "when its dot is well below 1, and as meaningful only above both references."
     )
-    heatmap = _svg(
+    heatmap = _picture(
         "charts/heatmap.svg", sizes, "Minibatch CKA of every layer of A against every layer of B"
     )
-    filters_a = _svg(f"filters/a.{ext}", sizes, "First-layer filters of A")
-    filters_b = _svg(f"filters/b.{ext}", sizes, "First-layer filters of B")
+    filters_a = _picture(f"filters/a.{ext}", sizes, "First-layer filters of A")
+    filters_b = _picture(f"filters/b.{ext}", sizes, "First-layer filters of B")
     confusion, confusion_total = _confusion(c.a, c.b)
     behaviour = (
-        Fact("Top-1 accuracy", f"A {_pct(c.a.accuracy.top1)} · B {_pct(c.b.accuracy.top1)}"),
-        Fact("Top-5 accuracy", f"A {_pct(c.a.accuracy.top5)} · B {_pct(c.b.accuracy.top5)}"),
+        Fact("Top-1 accuracy", f"A {pct(c.a.accuracy.top1)} · B {pct(c.b.accuracy.top1)}"),
+        Fact("Top-5 accuracy", f"A {pct(c.a.accuracy.top5)} · B {pct(c.b.accuracy.top5)}"),
         Fact("Labelled images", str(c.a.accuracy.labeled)),
-        Fact("Top-1 agreement", f"{_pct(c.agreement)} of images get the same top class from both"),
+        Fact("Top-1 agreement", f"{pct(c.agreement)} of images get the same top class from both"),
     )
     checkpoints = tuple(
         CheckpointRow(
             position=i + 1,
             name=cp.name,
-            top1=_pct(cp.top1),
-            cka_mean=_num(_mean(cp.cka)),
-            drift_mean=_num(_mean(cp.drift)),
-            filters=_svg(
+            top1=pct(cp.top1),
+            cka_mean=_num(mean_present(cp.cka)),
+            drift_mean=_num(mean_present(cp.drift)),
+            filters=_picture(
                 f"filters/checkpoint-{i:03d}.{ext}", sizes, f"First-layer filters at {cp.name}"
             ),
         )
@@ -473,8 +438,12 @@ def diff_page(
         summary=_summary(c),
         facts=tuple(facts),
         aligned=c.aligned,
-        cka_chart=_svg("charts/cka.svg", sizes, "CKA per layer with its interval and references")
-        or _svg("charts/floor.svg", sizes, "CKA of A against a random initialisation, per layer"),
+        cka_chart=_picture(
+            "charts/cka.svg", sizes, "CKA per layer with its interval and references"
+        )
+        or _picture(
+            "charts/floor.svg", sizes, "CKA of A against a random initialisation, per layer"
+        ),
         cka_caption=cka_caption
         if c.aligned
         else "Orange diamond: linear CKA of each layer of A against a random initialisation "
@@ -497,12 +466,12 @@ def diff_page(
         classes=_class_rows(c.a, c.b),
         confusion=confusion,
         confusion_total=confusion_total,
-        flips=_flip_groups(c, drawn, sizes, shown),
+        flips=_flip_groups(c, ext, sizes, shown),
         checkpoints=checkpoints,
-        training_cka=_svg(
+        training_cka=_picture(
             "charts/training-cka.svg", sizes, "CKA to the final checkpoint per layer"
         ),
-        training_drift=_svg(
+        training_drift=_picture(
             "charts/training-drift.svg",
             sizes,
             "Mean filter drift to the final checkpoint per layer",

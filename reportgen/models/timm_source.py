@@ -87,8 +87,9 @@ def _pretrained(name: str, seed: int) -> nn.Module:
             return _create(name, True, seed)
     except Exception as cached:  # any failure means "not in the cache"
         first = cached
-    if os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0") or not _reachable():
-        reason = "no connection to huggingface.co" if not _reachable() else "HF_HUB_OFFLINE is set"
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip() not in ("", "0")
+    if offline or not _reachable():
+        reason = "HF_HUB_OFFLINE is set" if offline else "no connection to huggingface.co"
         raise WeightsError(
             f"could not fetch the pretrained weights of timm:{name} ({reason}; not in the "
             f"Hugging Face cache: {short_error(first)}). Run once with network access to fill "
